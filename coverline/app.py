@@ -1,0 +1,170 @@
+"""The FastAPI application: routers, error rendering, request ids, and the process lifespan."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+from fastapi import Depends, FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.staticfiles import StaticFiles
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.responses import HTMLResponse, Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from coverline.auxiliary.api import router as auxiliary_router
+from coverline.bookings.api import router as bookings_router
+from coverline.config import Settings, get_settings
+from coverline.kit.errors import CoverlineError, PayloadTooLarge
+from coverline.kit.http import JSONResponse, translate_validation_error
+from coverline.partners.api import router as keys_router
+from coverline.partners.deps import authenticated
+from coverline.partners.ratelimit import RateLimitState
+from coverline.quotes.api import router as quotes_router
+from coverline.runtime import Services
+
+log = logging.getLogger("coverline")
+STATIC = Path(__file__).parent / "static"
+REQUEST_ID_HEADER = "X-Request-Id"
+
+
+class RequestGuard:
+    """Pure ASGI: a request id on every response, and the body size limit before parsing."""
+
+    def __init__(self, app: ASGIApp, max_body_bytes: int) -> None:
+        self.app = app
+        self.max_body_bytes = max_body_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        request_id = uuid.uuid4().hex
+        scope.setdefault("state", {})["request_id"] = request_id
+        for name, value in scope["headers"]:
+            if name == b"content-length" and value.isdigit() and int(value) > self.max_body_bytes:
+                too_large = PayloadTooLarge(
+                    f"The request body exceeds {self.max_body_bytes} bytes."
+                )
+                response = JSONResponse(
+                    too_large.body(),
+                    status_code=too_large.status_code,
+                    headers={REQUEST_ID_HEADER: request_id},
+                )
+                await response(scope, receive, send)
+                return
+
+        received = 0
+        limit = self.max_body_bytes
+
+        async def guarded_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > limit:
+                    raise PayloadTooLarge(f"The request body exceeds {limit} bytes.")
+            return message
+
+        async def send_with_id(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = list(message.get("headers", []))
+                headers.append((b"x-request-id", request_id.encode()))
+                message["headers"] = headers
+            await send(message)
+
+        await self.app(scope, guarded_receive, send_with_id)
+
+
+def _extra_headers(request: Request) -> dict[str, str]:
+    state: RateLimitState | None = getattr(request.state, "rate_limit", None)
+    return state.headers() if state is not None else {}
+
+
+def _error_response(request: Request, exc: CoverlineError) -> Response:
+    headers = {**_extra_headers(request), **exc.headers}
+    return JSONResponse(exc.body(), status_code=exc.status_code, headers=headers)
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(CoverlineError)
+    async def coverline_error(request: Request, exc: CoverlineError) -> Response:
+        return _error_response(request, exc)
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(request: Request, exc: RequestValidationError) -> Response:
+        return _error_response(request, translate_validation_error(exc))
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        kinds = {404: "not_found", 405: "method_not_allowed"}
+        body = {
+            "type": kinds.get(exc.status_code, "invalid_request_error"),
+            "message": str(exc.detail),
+            "errors": {},
+        }
+        return JSONResponse(body, status_code=exc.status_code, headers=exc.headers)
+
+    @app.exception_handler(Exception)
+    async def unexpected(request: Request, exc: Exception) -> Response:
+        log.exception("unhandled error", extra={"request_id": request.state.request_id})
+        body = {"type": "api_error", "message": "An internal error occurred.", "errors": {}}
+        return JSONResponse(body, status_code=500)
+
+
+def create_app(settings: Settings | None = None, services: Services | None = None) -> FastAPI:
+    settings = settings or get_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        owned = services is None
+        app.state.services = services or Services.build(settings)
+        try:
+            yield
+        finally:
+            if owned:
+                await app.state.services.close()
+
+    app = FastAPI(
+        title="Coverline partner API",
+        version="1",
+        description=(
+            "Quote, book, change, cancel and renew insurance policies. Requests are signed "
+            "(draft-cavage HMAC) or carry a Bearer secret key; see the integration guide."
+        ),
+        openapi_url="/api/openapi.json",
+        docs_url=None,
+        redoc_url=None,
+        default_response_class=JSONResponse,
+        lifespan=lifespan,
+    )
+    if services is not None:
+        app.state.services = services
+    install_error_handlers(app)
+    app.include_router(quotes_router)
+    app.include_router(bookings_router)
+    app.include_router(keys_router)
+    app.include_router(auxiliary_router, dependencies=[Depends(authenticated)])
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+
+    @app.get("/api/docs", include_in_schema=False)
+    async def api_docs() -> HTMLResponse:
+        return get_swagger_ui_html(
+            openapi_url="/api/openapi.json",
+            title="Coverline partner API",
+            swagger_js_url="/static/swagger/swagger-ui-bundle.js",
+            swagger_css_url="/static/swagger/swagger-ui.css",
+            swagger_favicon_url="/static/swagger/favicon-32x32.png",
+        )
+
+    @app.get("/healthz", include_in_schema=False)
+    async def healthz() -> dict[str, Any]:
+        return {"status": "ok"}
+
+    app.add_middleware(RequestGuard, max_body_bytes=settings.max_body_bytes)
+    return app

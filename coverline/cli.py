@@ -1,0 +1,272 @@
+"""`coverline`: serve, migrate, partners and the catalogue, for operators and scripts."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from coverline.config import Settings, get_settings
+
+app = typer.Typer(help="Coverline: embedded-insurance platform.", no_args_is_help=True)
+partner_app = typer.Typer(help="Partners and their API keys.", no_args_is_help=True)
+catalog_app = typer.Typer(help="Products and their versions.", no_args_is_help=True)
+app.add_typer(partner_app, name="partner")
+app.add_typer(catalog_app, name="catalog")
+
+DEMO_CATALOG = Path(__file__).parent / "catalog" / "demo" / "catalog.yaml"
+DEMO_PARTNER_CODE = "DEMO1"
+
+
+def _migrate(settings: Settings) -> None:
+    from coverline.db.migrate import upgrade
+
+    asyncio.run(upgrade(settings.resolved_database_url))
+
+
+async def _with_services(settings: Settings, work: Any) -> Any:
+    from coverline.runtime import Services
+
+    services = Services.build(settings)
+    try:
+        return await work(services)
+    finally:
+        await services.close()
+
+
+def _fail(message: str) -> None:
+    typer.secho(message, fg=typer.colors.RED, err=True)
+    raise typer.Exit(code=1)
+
+
+@app.command()
+def migrate() -> None:
+    """Apply the database migrations."""
+    settings = get_settings()
+    _migrate(settings)
+    typer.echo(f"Database at {settings.resolved_database_url} is up to date.")
+
+
+async def _load_catalog(settings: Settings, path: Path) -> list[Any]:
+    from coverline.catalog.definition import load_catalog_file
+    from coverline.catalog.service import load_catalog
+
+    document = load_catalog_file(path)
+
+    async def work(services: Any) -> list[Any]:
+        async with services.database.transaction() as session:
+            return await load_catalog(session, document, services.clock.now())
+
+    result: list[Any] = await _with_services(settings, work)
+    return result
+
+
+@catalog_app.command("load")
+def catalog_load(file: Annotated[Path, typer.Argument(exists=True, dir_okay=False)]) -> None:
+    """Load product definitions (YAML or JSON). Changed products get a new version."""
+    from coverline.catalog.definition import CatalogError
+
+    settings = get_settings()
+    _migrate(settings)
+    try:
+        loaded = asyncio.run(_load_catalog(settings, file))
+    except CatalogError as exc:
+        _fail(f"{file}: {exc}")
+        return
+    for product in loaded:
+        state = "new version" if product.created else "unchanged"
+        typer.echo(
+            f"{product.policy_type} v{product.policy_type_version}: revision "
+            f"{product.revision} ({product.version_id}) {state}"
+        )
+
+
+def _credentials_json(code: str, issued: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "code": code,
+        **{
+            mode: {"api_key": cred.api_key, "api_secret": cred.api_secret}
+            for mode, cred in issued.items()
+        },
+    }
+
+
+async def _create_partner(settings: Settings, name: str, code: str | None) -> dict[str, Any]:
+    from coverline.partners.service import create_partner
+
+    async def work(services: Any) -> dict[str, Any]:
+        async with services.database.transaction() as session:
+            partner, issued = await create_partner(
+                session, services.box, name=name, code=code, now=services.clock.now()
+            )
+        return _credentials_json(partner.code, issued)
+
+    result: dict[str, Any] = await _with_services(settings, work)
+    return result
+
+
+@partner_app.command("create")
+def partner_create(
+    name: Annotated[str, typer.Option("--name", help="The partner's name.")],
+    code: Annotated[str | None, typer.Option("--code", help="5 upper-case letters/digits.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Create a partner with sandbox and live credentials (the secrets are shown once)."""
+    from coverline.kit.errors import CoverlineError
+
+    settings = get_settings()
+    _migrate(settings)
+    try:
+        created = asyncio.run(_create_partner(settings, name, code))
+    except CoverlineError as exc:
+        _fail(f"{exc.message} {json.dumps(exc.errors) if exc.errors else ''}".strip())
+        return
+    if as_json:
+        typer.echo(json.dumps(created))
+        return
+    typer.echo(f"Partner {created['code']} created.")
+    for mode in ("sandbox", "live"):
+        typer.echo(f"  {mode}: api_key={created[mode]['api_key']}")
+        typer.echo(f"  {mode}: api_secret={created[mode]['api_secret']}")
+
+
+async def _rotate(settings: Settings, code: str, mode: str) -> dict[str, Any]:
+    from coverline.partners.service import get_partner, issue_credential
+
+    async def work(services: Any) -> dict[str, Any]:
+        async with services.database.transaction() as session:
+            partner = await get_partner(session, code)
+            issued = await issue_credential(
+                session, services.box, partner, mode, services.clock.now()
+            )
+        return {
+            "code": partner.code,
+            mode: {"api_key": issued.api_key, "api_secret": issued.api_secret},
+        }
+
+    result: dict[str, Any] = await _with_services(settings, work)
+    return result
+
+
+@partner_app.command("rotate-key")
+def partner_rotate_key(
+    code: Annotated[str, typer.Option("--code")],
+    mode: Annotated[str, typer.Option("--mode", help="sandbox or live")] = "sandbox",
+) -> None:
+    """Issue a new key for a mode; the old key stays valid until revoked."""
+    from coverline.kit.errors import CoverlineError
+
+    settings = get_settings()
+    try:
+        typer.echo(json.dumps(asyncio.run(_rotate(settings, code, mode))))
+    except CoverlineError as exc:
+        _fail(exc.message)
+
+
+async def _revoke(settings: Settings, code: str, api_key: str) -> None:
+    from coverline.partners.service import get_partner, revoke_credential
+
+    async def work(services: Any) -> None:
+        async with services.database.transaction() as session:
+            partner = await get_partner(session, code)
+            await revoke_credential(session, partner, api_key, services.clock.now())
+
+    await _with_services(settings, work)
+
+
+@partner_app.command("revoke-key")
+def partner_revoke_key(
+    code: Annotated[str, typer.Option("--code")],
+    api_key: Annotated[str, typer.Option("--api-key")],
+) -> None:
+    """Revoke an API key."""
+    from coverline.kit.errors import CoverlineError
+
+    settings = get_settings()
+    try:
+        asyncio.run(_revoke(settings, code, api_key))
+    except CoverlineError as exc:
+        _fail(exc.message)
+    typer.echo(f"Revoked {api_key}.")
+
+
+async def _demo(settings: Settings) -> dict[str, Any]:
+    """Load the demo catalogue and make sure the demo partner exists; its credentials."""
+    from sqlalchemy import select
+
+    from coverline.catalog.definition import load_catalog_file
+    from coverline.catalog.service import load_catalog
+    from coverline.kit.errors import NotFound
+    from coverline.partners.models import ApiCredential
+    from coverline.partners.service import create_partner, get_partner
+
+    document = load_catalog_file(DEMO_CATALOG)
+
+    async def work(services: Any) -> dict[str, Any]:
+        now = services.clock.now()
+        async with services.database.transaction() as session:
+            await load_catalog(session, document, now)
+            try:
+                partner = await get_partner(session, DEMO_PARTNER_CODE)
+            except NotFound:
+                partner, issued = await create_partner(
+                    session, services.box, name="Demo partner", code=DEMO_PARTNER_CODE, now=now
+                )
+                return _credentials_json(partner.code, issued)
+            rows = await session.scalars(
+                select(ApiCredential)
+                .where(ApiCredential.partner_id == partner.id, ApiCredential.status == "active")
+                .order_by(ApiCredential.id)
+            )
+            found: dict[str, Any] = {"code": partner.code}
+            for credential in rows:
+                found[credential.mode] = {
+                    "api_key": credential.api_key,
+                    "api_secret": services.box.decrypt(credential.secret_ciphertext),
+                }
+            return found
+
+    result: dict[str, Any] = await _with_services(settings, work)
+    return result
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+    demo: Annotated[bool, typer.Option("--demo", help="Load demo products and partner.")] = False,
+    workers: Annotated[int, typer.Option(help="API processes.")] = 1,
+) -> None:
+    """Run the API (migrations apply first)."""
+    import uvicorn
+
+    settings = get_settings()
+    _migrate(settings)
+    if demo:
+        credentials = asyncio.run(_demo(settings))
+        base = f"http://{host}:{port}"
+        typer.echo("Demo partner ready:")
+        typer.echo(json.dumps(credentials, indent=2))
+        typer.echo(f"API docs: {base}/api/docs")
+        typer.echo(
+            f"Try: curl -H 'Authorization: Bearer {credentials['sandbox']['api_secret']}' "
+            f"{base}/api/partners/{credentials['code']}/bookings/"
+        )
+        sys.stdout.flush()
+    uvicorn.run(
+        "coverline.app:create_app",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        log_level=settings.log_level,
+        proxy_headers=True,
+    )
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,34 @@
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import ForeignKey, Index, String
+from sqlalchemy.orm import Mapped, mapped_column
+
+from coverline.db.base import Base, BigId
+
+
+class Event(Base):
+    """The outbox: one row per state change, written in the transaction of the change.
+
+    `id` grows with commit order per writer and orders deliveries about one resource;
+    `payload` is the resource as it was right after the change.
+    """
+
+    __tablename__ = "events"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    public_id: Mapped[str] = mapped_column(String(32), unique=True)
+    partner_id: Mapped[int] = mapped_column(ForeignKey("partners.id", ondelete="CASCADE"))
+    mode: Mapped[str] = mapped_column(String(8))
+    type: Mapped[str] = mapped_column(String(48))
+    resource_type: Mapped[str] = mapped_column(String(32))
+    resource_id: Mapped[str] = mapped_column(String(64))
+    payload: Mapped[dict[str, Any]]
+    occurred_at: Mapped[datetime]
+
+    __table_args__ = (
+        Index("ix_events_partner_mode_id", "partner_id", "mode", "id"),
+        Index("ix_events_resource", "resource_id", "id"),
+    )

@@ -1,0 +1,143 @@
+"""Idempotency keys (API-CONTRACT §5).
+
+A key is reserved in its own short transaction, so that a concurrent repeat sees it at once
+(423). The response is stored in the SAME transaction as the state change it describes: a
+crash can never leave a change without its stored response, nor a stored response without
+its change. A failed request releases its key so that a corrected retry may use it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import delete, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from coverline.config import Settings
+from coverline.db.engine import Database
+from coverline.kit.errors import Locked, ValidationFailed
+from coverline.partners.auth import Principal
+from coverline.partners.models import IdempotencyKey
+
+Work = Callable[[AsyncSession], Awaitable[tuple[int, Any]]]
+
+
+@dataclass(frozen=True)
+class Outcome:
+    status: int
+    body: Any
+    replayed: bool = False
+
+
+def request_digest(method: str, path: str, body: bytes) -> str:
+    digest = hashlib.sha256()
+    digest.update(f"{method.upper()} {path.rstrip('/')}\n".encode())
+    digest.update(body)
+    return digest.hexdigest()
+
+
+class Idempotency:
+    def __init__(self, database: Database, settings: Settings) -> None:
+        self._database = database
+        self._ttl = timedelta(hours=settings.idempotency_ttl_hours)
+        self._lock = timedelta(seconds=settings.idempotency_lock_seconds)
+
+    async def run(
+        self,
+        principal: Principal,
+        key: str | None,
+        digest: str,
+        work: Work,
+        now: datetime,
+    ) -> Outcome:
+        if key is None:
+            async with self._database.transaction() as session:
+                status, body = await work(session)
+            return Outcome(status, body)
+
+        if not 1 <= len(key) <= 255:
+            raise ValidationFailed(
+                errors={"x-idempotency-key": ["An idempotency key has 1 to 255 characters."]}
+            )
+        reservation = await self._reserve(principal, key, digest, now)
+        if isinstance(reservation, Outcome):
+            return reservation
+        try:
+            async with self._database.transaction() as session:
+                status, body = await work(session)
+                await session.execute(
+                    update(IdempotencyKey)
+                    .where(IdempotencyKey.id == reservation)
+                    .values(state="done", response_status=status, response_body={"body": body})
+                )
+        except BaseException:
+            async with self._database.transaction() as session:
+                await session.execute(
+                    delete(IdempotencyKey).where(IdempotencyKey.id == reservation)
+                )
+            raise
+        return Outcome(status, body)
+
+    async def _reserve(
+        self, principal: Principal, key: str, digest: str, now: datetime
+    ) -> int | Outcome:
+        for _attempt in range(3):
+            try:
+                async with self._database.transaction() as session:
+                    existing = await session.scalar(
+                        select(IdempotencyKey).where(
+                            IdempotencyKey.partner_id == principal.partner_id,
+                            IdempotencyKey.mode == principal.mode,
+                            IdempotencyKey.key == key,
+                        )
+                    )
+                    if existing is not None:
+                        decided = self._decide(existing, digest, now)
+                        if decided is not None:
+                            return decided
+                        # Expired, or abandoned by a crashed request: take it over.
+                        await session.delete(existing)
+                        await session.flush()
+                    row = IdempotencyKey(
+                        partner_id=principal.partner_id,
+                        mode=principal.mode,
+                        key=key,
+                        request_digest=digest,
+                        state="in_flight",
+                        locked_at=now,
+                        created_at=now,
+                        expires_at=now + self._ttl,
+                    )
+                    session.add(row)
+                    await session.flush()
+                    return row.id
+            except IntegrityError:
+                continue
+        raise Locked()
+
+    def _decide(self, existing: IdempotencyKey, digest: str, now: datetime) -> Outcome | None:
+        if existing.expires_at <= now:
+            return None
+        if existing.state == "in_flight" and existing.locked_at + self._lock <= now:
+            return None
+        if existing.request_digest != digest:
+            raise ValidationFailed(
+                "This idempotency key was used with a different request.",
+                errors={"x-idempotency-key": ["Keys must not be reused for other requests."]},
+            )
+        if existing.state == "in_flight":
+            raise Locked()
+        stored = existing.response_body or {}
+        return Outcome(409, stored.get("body"), replayed=True)
+
+    async def purge_expired(self, now: datetime) -> int:
+        async with self._database.transaction() as session:
+            result = await session.execute(
+                delete(IdempotencyKey).where(IdempotencyKey.expires_at <= now)
+            )
+        return int(getattr(result, "rowcount", 0) or 0)

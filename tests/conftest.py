@@ -1,0 +1,190 @@
+from __future__ import annotations
+
+import secrets
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from cryptography.fernet import Fernet
+from sqlalchemy import select
+
+from coverline.app import create_app
+from coverline.catalog.definition import load_catalog_file
+from coverline.catalog.service import load_catalog
+from coverline.cli import DEMO_CATALOG
+from coverline.config import Settings
+from coverline.db.migrate import upgrade
+from coverline.events.models import Event
+from coverline.partners.models import IdempotencyKey
+from coverline.partners.service import create_partner
+from coverline.quotes.models import Policyholder, Quote, QuotePackage
+from coverline.runtime import Services
+from tests.fixtures.database import fresh_database
+from tests.fixtures.signing import signed_headers
+
+MASTER_KEY = Fernet.generate_key().decode()
+
+
+@pytest.fixture(scope="session")
+def tmp_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("coverline")
+
+
+@pytest.fixture(scope="session")
+async def database_url(tmp_root: Path) -> AsyncIterator[str]:
+    async with fresh_database(tmp_root) as url:
+        await upgrade(url)
+        yield url
+
+
+@pytest.fixture(scope="session")
+def settings(database_url: str, tmp_root: Path) -> Settings:
+    return Settings(
+        database_url=database_url,
+        data_dir=tmp_root,
+        master_key=MASTER_KEY,
+        rate_limit="1000/second",
+        public_url="https://cover.test",
+    )
+
+
+@pytest.fixture(scope="session")
+async def services(settings: Settings) -> AsyncIterator[Services]:
+    built = Services.build(settings)
+    async with built.database.transaction() as session:
+        await load_catalog(session, load_catalog_file(DEMO_CATALOG), built.clock.now())
+    yield built
+    await built.close()
+
+
+@pytest.fixture(scope="session")
+async def http(settings: Settings, services: Services) -> AsyncIterator[httpx.AsyncClient]:
+    app = create_app(settings, services)
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="https://cover.test") as client:
+        yield client
+
+
+@dataclass
+class Credential:
+    api_key: str
+    api_secret: str
+
+
+@dataclass
+class PartnerClient:
+    """Signed calls to one partner's endpoints, in one mode."""
+
+    http: httpx.AsyncClient
+    code: str
+    credential: Credential
+
+    def path(self, relative: str) -> str:
+        return f"/api/partners/{self.code}/{relative}"
+
+    async def call(
+        self,
+        method: str,
+        relative: str,
+        json: Any = None,
+        *,
+        content: bytes | None = None,
+        headers: dict[str, str] | None = None,
+        params: dict[str, Any] | None = None,
+        idempotency_key: str | None = None,
+        code: str | None = None,
+    ) -> httpx.Response:
+        path = f"/api/partners/{code or self.code}/{relative}"
+        all_headers = signed_headers(
+            self.credential.api_key, self.credential.api_secret, method, path
+        )
+        if idempotency_key:
+            all_headers["x-idempotency-key"] = idempotency_key
+        all_headers.update(headers or {})
+        if json is not None and content is None:
+            return await self.http.request(
+                method, path, json=json, headers=all_headers, params=params
+            )
+        return await self.http.request(
+            method, path, content=content, headers=all_headers, params=params
+        )
+
+
+@dataclass
+class PartnerFixture:
+    id: int
+    code: str
+    sandbox: PartnerClient
+    live: PartnerClient
+
+
+@pytest.fixture
+async def partner(services: Services, http: httpx.AsyncClient) -> PartnerFixture:
+    return await make_partner(services, http)
+
+
+@pytest.fixture
+async def other_partner(services: Services, http: httpx.AsyncClient) -> PartnerFixture:
+    return await make_partner(services, http)
+
+
+async def make_partner(services: Services, http: httpx.AsyncClient) -> PartnerFixture:
+    code = "T" + secrets.token_hex(2).upper()
+    async with services.database.transaction() as session:
+        row, issued = await create_partner(
+            session, services.box, name=f"Partner {code}", code=code, now=services.clock.now()
+        )
+    clients = {
+        mode: PartnerClient(http, code, Credential(cred.api_key, cred.api_secret))
+        for mode, cred in issued.items()
+    }
+    return PartnerFixture(row.id, code, clients["sandbox"], clients["live"])
+
+
+async def partner_state(services: Services, partner_id: int) -> dict[str, Any]:
+    """Every row a partner owns, to assert that a refused request changed nothing."""
+
+    def rows(objects: Any) -> list[dict[str, Any]]:
+        return [{c.key: getattr(o, c.key) for c in o.__table__.columns} for o in objects]
+
+    async with services.database.reading() as session:
+        packages = list(
+            await session.scalars(
+                select(QuotePackage)
+                .where(QuotePackage.partner_id == partner_id)
+                .order_by(QuotePackage.id)
+            )
+        )
+        ids = [p.id for p in packages]
+        quotes = list(
+            await session.scalars(select(Quote).where(Quote.package_id.in_(ids)).order_by(Quote.id))
+        )
+        holders = list(
+            await session.scalars(
+                select(Policyholder)
+                .where(Policyholder.package_id.in_(ids))
+                .order_by(Policyholder.package_id)
+            )
+        )
+        events = list(
+            await session.scalars(
+                select(Event).where(Event.partner_id == partner_id).order_by(Event.id)
+            )
+        )
+        keys = list(
+            await session.scalars(
+                select(IdempotencyKey)
+                .where(IdempotencyKey.partner_id == partner_id)
+                .order_by(IdempotencyKey.id)
+            )
+        )
+    return {
+        "packages": rows(packages),
+        "quotes": rows(quotes),
+        "policyholders": rows(holders),
+        "events": rows(events),
+        "idempotency_keys": rows(keys),
+    }
