@@ -1,0 +1,3 @@
+from coverline.cli import main
+
+main()
