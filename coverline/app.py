@@ -75,20 +75,21 @@ class RequestGuard:
             if message["type"] == "http.response.start":
                 headers = list(message.get("headers", []))
                 headers.append((b"x-request-id", request_id.encode()))
+                limit: RateLimitState | None = scope["state"].get("rate_limit")
+                present = {name.lower() for name, _ in headers}
+                if limit is not None and b"x-ratelimit-limit" not in present:
+                    headers.extend(
+                        (name.lower().encode(), value.encode())
+                        for name, value in limit.headers().items()
+                    )
                 message["headers"] = headers
             await send(message)
 
         await self.app(scope, guarded_receive, send_with_id)
 
 
-def _extra_headers(request: Request) -> dict[str, str]:
-    state: RateLimitState | None = getattr(request.state, "rate_limit", None)
-    return state.headers() if state is not None else {}
-
-
 def _error_response(request: Request, exc: CoverlineError) -> Response:
-    headers = {**_extra_headers(request), **exc.headers}
-    return JSONResponse(exc.body(), status_code=exc.status_code, headers=headers)
+    return JSONResponse(exc.body(), status_code=exc.status_code, headers=exc.headers)
 
 
 def install_error_handlers(app: FastAPI) -> None:

@@ -18,7 +18,7 @@ import math
 import re
 from collections.abc import Iterator, Mapping
 from datetime import date, datetime
-from decimal import Decimal
+from decimal import Decimal, InvalidOperation
 from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -794,10 +794,14 @@ class _DecimalLoader(yaml.SafeLoader):
 
 
 def _construct_decimal(loader: yaml.SafeLoader, node: yaml.ScalarNode) -> Decimal:
-    value = Decimal(str(loader.construct_scalar(node)).replace("_", ""))
+    text = str(loader.construct_scalar(node)).replace("_", "")
+    try:
+        value = Decimal(text)
+    except InvalidOperation:
+        value = Decimal("NaN")
     if not value.is_finite():
         raise yaml.constructor.ConstructorError(
-            None, None, "numbers must be finite", node.start_mark
+            None, None, f"numbers must be finite decimals, not {text!r}", node.start_mark
         )
     return value
 

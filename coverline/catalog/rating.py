@@ -306,9 +306,10 @@ class Rating:
     """A priced quote. Every amount is quantized to `currency`.
 
     `benefits` are dicts in the recorded XCover order: `description`, `limit_description`,
-    `limit` (quote currency), `limit_policy_currency` (the product's base currency, named by
-    `policy_currency`), `excess`, `excess_policy_currency`, `excess_description`; keys whose
-    value the product does not define are left out.
+    `limit` (quote currency), `limit_policy_currency` (the product's base currency),
+    `excess`, `excess_policy_currency`, `excess_description`; keys whose value the product
+    does not define are left out. Each also carries `policy_currency` (the base currency, for
+    formatting the `*_policy_currency` amounts; not an XCover key).
     """
 
     currency: str
@@ -469,7 +470,7 @@ def _benefits(definition: ProductDefinition, currency: str, fx: FxTable) -> list
     base = definition.base_currency
     benefits = []
     for benefit in definition.benefits:
-        entry: dict[str, Any] = {"description": benefit.description}
+        entry: dict[str, Any] = {"description": benefit.description, "policy_currency": base}
         if benefit.limit_description is not None:
             entry["limit_description"] = benefit.limit_description
         if benefit.limit is not None:

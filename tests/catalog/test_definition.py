@@ -1,5 +1,6 @@
 import copy
 import json
+from datetime import UTC
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -372,13 +373,13 @@ def test_unreadable_file_is_a_catalog_error(tmp_path: Path) -> None:
 
 
 def test_parse_duration() -> None:
-    from datetime import datetime, timezone
+    from datetime import datetime
 
-    start = datetime(2024, 1, 31, tzinfo=timezone.utc)
-    assert start + parse_duration("P1M") == datetime(2024, 2, 29, tzinfo=timezone.utc)
-    assert start + parse_duration("P30D") == datetime(2024, 3, 1, tzinfo=timezone.utc)
-    assert start + parse_duration("P1Y") == datetime(2025, 1, 31, tzinfo=timezone.utc)
-    assert start + parse_duration("PT12H") == datetime(2024, 1, 31, 12, tzinfo=timezone.utc)
+    start = datetime(2024, 1, 31, tzinfo=UTC)
+    assert start + parse_duration("P1M") == datetime(2024, 2, 29, tzinfo=UTC)
+    assert start + parse_duration("P30D") == datetime(2024, 3, 1, tzinfo=UTC)
+    assert start + parse_duration("P1Y") == datetime(2025, 1, 31, tzinfo=UTC)
+    assert start + parse_duration("PT12H") == datetime(2024, 1, 31, 12, tzinfo=UTC)
     for bad in ("P", "PT", "P0D", "1M", "P1.5D", "P1DT"):
         with pytest.raises(ValueError):
             parse_duration(bad)
