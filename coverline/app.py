@@ -27,6 +27,8 @@ from coverline.partners.deps import authenticated
 from coverline.partners.ratelimit import RateLimitState
 from coverline.quotes.api import router as quotes_router
 from coverline.runtime import Services
+from coverline.webhooks.api import router as webhooks_router
+from coverline.worker import BackgroundWorker
 
 log = logging.getLogger("coverline")
 STATIC = Path(__file__).parent / "static"
@@ -125,9 +127,15 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         owned = services is None
         app.state.services = services or Services.build(settings)
+        worker = None
+        if owned and settings.run_worker:
+            worker = BackgroundWorker(app.state.services)
+            worker.start()
         try:
             yield
         finally:
+            if worker is not None:
+                await worker.stop()
             if owned:
                 await app.state.services.close()
 
@@ -150,6 +158,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     app.include_router(quotes_router)
     app.include_router(bookings_router)
     app.include_router(keys_router)
+    app.include_router(webhooks_router)
     app.include_router(auxiliary_router, dependencies=[Depends(authenticated)])
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
 

@@ -240,10 +240,19 @@ def serve(
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
     demo: Annotated[bool, typer.Option("--demo", help="Load demo products and partner.")] = False,
     workers: Annotated[int, typer.Option(help="API processes.")] = 1,
+    no_worker: Annotated[
+        bool, typer.Option("--no-worker", help="Serve the API only; run `coverline worker`.")
+    ] = False,
 ) -> None:
-    """Run the API (migrations apply first)."""
+    """Run the API and, unless --no-worker, the background worker (migrations apply first)."""
+    import os
+
     import uvicorn
 
+    if no_worker:
+        # Read by every API process that uvicorn starts.
+        os.environ["COVERLINE_RUN_WORKER"] = "false"
+        get_settings.cache_clear()
     settings = get_settings()
     _migrate(settings)
     if demo:
@@ -266,6 +275,36 @@ def serve(
         log_level=settings.log_level,
         proxy_headers=True,
     )
+
+
+async def _run_worker(settings: Settings) -> None:
+    import signal
+
+    from coverline.runtime import Services
+    from coverline.worker import Worker
+
+    services = Services.build(settings)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    try:
+        await Worker(services).run(stop)
+    finally:
+        await services.close()
+
+
+@app.command()
+def worker() -> None:
+    """Run the background worker alone (webhook dispatch, housekeeping); SIGTERM stops it
+    after the sends under way are finished and recorded."""
+    import logging
+
+    settings = get_settings()
+    logging.basicConfig(level=settings.log_level.upper())
+    _migrate(settings)
+    typer.echo(f"Worker started on {settings.resolved_database_url}.")
+    asyncio.run(_run_worker(settings))
 
 
 def main() -> None:

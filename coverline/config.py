@@ -26,7 +26,15 @@ class Settings(BaseSettings):
     max_body_bytes: int = 1_000_000
     credential_cache_seconds: float = 5.0
 
+    run_worker: bool = True
     webhooks_allow_private_networks: bool = False
+    webhook_timeout_seconds: float = 15.0
+    webhook_max_in_flight: int = 256
+    webhook_per_endpoint_concurrency: int = 16
+    webhook_poll_seconds: float = 0.02
+    webhook_attempt_retention_days: int = 30
+    webhook_disable_after_hours: float = 24.0
+    webhook_disable_after_failures: int = 10
 
     log_level: str = "info"
 

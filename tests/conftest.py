@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-import secrets
+import itertools
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -48,6 +48,7 @@ def settings(database_url: str, tmp_root: Path) -> Settings:
         master_key=MASTER_KEY,
         rate_limit="1000/second",
         public_url="https://cover.test",
+        webhooks_allow_private_networks=True,
     )
 
 
@@ -131,8 +132,22 @@ async def other_partner(services: Services, http: httpx.AsyncClient) -> PartnerF
     return await make_partner(services, http)
 
 
+_codes = itertools.count(1)
+
+
+def unique_code() -> str:
+    """5 characters, unique within a test session (its database is fresh)."""
+    number = next(_codes)
+    digits = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+    text = ""
+    while number:
+        number, rest = divmod(number, 36)
+        text = digits[rest] + text
+    return "T" + text.rjust(4, "0")
+
+
 async def make_partner(services: Services, http: httpx.AsyncClient) -> PartnerFixture:
-    code = "T" + secrets.token_hex(2).upper()
+    code = unique_code()
     async with services.database.transaction() as session:
         row, issued = await create_partner(
             session, services.box, name=f"Partner {code}", code=code, now=services.clock.now()

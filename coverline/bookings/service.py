@@ -37,7 +37,7 @@ async def _emit(
     session: AsyncSession, scope: Scope, package: QuotePackage, kind: EventType, render: Render
 ) -> dict[str, Any]:
     payload = await render(package)
-    record(
+    await record(
         session,
         partner_id=scope.partner_id,
         mode=scope.mode,

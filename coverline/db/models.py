@@ -5,6 +5,7 @@ from coverline.db.base import Base
 from coverline.events.models import Event
 from coverline.partners.models import ApiCredential, IdempotencyKey, Partner
 from coverline.quotes.models import Policyholder, Quote, QuotePackage
+from coverline.webhooks.models import WebhookAttempt, WebhookDelivery, WebhookEndpoint
 
 metadata = Base.metadata
 
@@ -19,5 +20,8 @@ __all__ = [
     "ProductVersion",
     "Quote",
     "QuotePackage",
+    "WebhookAttempt",
+    "WebhookDelivery",
+    "WebhookEndpoint",
     "metadata",
 ]

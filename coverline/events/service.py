@@ -1,4 +1,5 @@
-"""Domain events into the outbox. Services call `record` inside the caller's transaction."""
+"""Domain events into the outbox. Services call `record` inside the caller's transaction; the
+deliveries an event causes are created in that same transaction, so none is ever lost."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from coverline.events.models import Event
 from coverline.kit import ids
+from coverline.webhooks.service import fan_out
 
 
 class EventType(StrEnum):
@@ -24,9 +26,11 @@ class EventType(StrEnum):
     RENEWAL_NOTIFICATION = "RENEWAL_NOTIFICATION"
     RENEWAL_DUE = "RENEWAL_DUE"
     RENEWAL_EXPIRED = "RENEWAL_EXPIRED"
+    WEBHOOK_TEST = "WEBHOOK_TEST"
+    ENDPOINT_DISABLED = "ENDPOINT_DISABLED"
 
 
-def record(
+async def record(
     session: AsyncSession,
     *,
     partner_id: int,
@@ -48,4 +52,5 @@ def record(
         occurred_at=at,
     )
     session.add(event)
+    await fan_out(session, event)
     return event

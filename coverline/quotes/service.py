@@ -297,7 +297,7 @@ async def create_package(
     package.policyholder = None
     session.add(package)
     if announce:
-        _record(session, scope, package, EventType.QUOTE_CREATED)
+        await _record(session, scope, package, EventType.QUOTE_CREATED)
     return PackageResult(package, slots, pricing_errors)
 
 
@@ -333,8 +333,10 @@ def _require_open(package: QuotePackage) -> None:
         raise Conflict(f"Quote package {package.id} is {package.status.lower()}.")
 
 
-def _record(session: AsyncSession, scope: Scope, package: QuotePackage, kind: EventType) -> None:
-    record(
+async def _record(
+    session: AsyncSession, scope: Scope, package: QuotePackage, kind: EventType
+) -> None:
+    await record(
         session,
         partner_id=scope.partner_id,
         mode=scope.mode,
@@ -417,7 +419,7 @@ async def update_package(
     if data.partner_transaction_id is not None:
         package.partner_transaction_id = data.partner_transaction_id
     package.updated_at = scope.now
-    _record(session, scope, package, EventType.QUOTE_UPDATED)
+    await _record(session, scope, package, EventType.QUOTE_UPDATED)
     return package
 
 
@@ -440,7 +442,7 @@ async def add_quotes(
         if quote is not None:
             package.quotes.append(quote)
     package.updated_at = scope.now
-    _record(session, scope, package, EventType.QUOTE_UPDATED)
+    await _record(session, scope, package, EventType.QUOTE_UPDATED)
     return PackageResult(package, slots, pricing_errors)
 
 
@@ -459,7 +461,7 @@ async def delete_quotes(
         quotes[ref.id].status = "DELETED"
         quotes[ref.id].updated_at = scope.now
     package.updated_at = scope.now
-    _record(session, scope, package, EventType.QUOTE_UPDATED)
+    await _record(session, scope, package, EventType.QUOTE_UPDATED)
     return package
 
 
@@ -468,7 +470,7 @@ async def opt_out(session: AsyncSession, scope: Scope, package_id: str) -> Quote
     _require_open(package)
     package.status = "OPTED_OUT"
     package.updated_at = scope.now
-    _record(session, scope, package, EventType.QUOTE_OPTED_OUT)
+    await _record(session, scope, package, EventType.QUOTE_OPTED_OUT)
     return package
 
 

@@ -85,7 +85,7 @@ async def test_rolled_back_change_leaves_no_event(
     before = await partner_state(services, partner.id)
     with pytest.raises(RuntimeError):
         async with services.database.transaction() as session:
-            record(
+            await record(
                 session,
                 partner_id=partner.id,
                 mode="sandbox",

@@ -1,0 +1,342 @@
+"""Webhook endpoints, the fan-out of outbox events into deliveries, and delivery recovery."""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import func, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from coverline.events.models import Event
+from coverline.kit.errors import NotFound, ValidationFailed
+from coverline.partners.crypto import SecretBox
+from coverline.partners.models import ApiCredential
+from coverline.webhooks import formats, signing
+from coverline.webhooks.models import WebhookAttempt, WebhookDelivery, WebhookEndpoint
+from coverline.webhooks.network import check_url
+from coverline.webhooks.schemas import EndpointIn, EndpointPatch
+
+ROTATION_OVERLAP = timedelta(hours=24)
+DEFAULT_SIGNATURE = {formats.XCOVER: signing.XCOVER, formats.MYCOVER: signing.MYCOVER}
+
+
+def delivery_public_id() -> str:
+    return "msg_" + secrets.token_hex(12)
+
+
+@dataclass(frozen=True)
+class EndpointScope:
+    partner_id: int
+    mode: str
+    now: datetime
+
+
+def _check_events(fmt: str, events: list[str] | None) -> list[str] | None:
+    if events is None:
+        return None
+    known = set(formats.EVENT_NAMES[fmt])
+    unknown = [name for name in events if name not in known]
+    if unknown:
+        raise ValidationFailed(
+            errors={
+                "events": [
+                    f"Unknown {fmt} event '{name}'; known: {', '.join(sorted(known))}."
+                    for name in unknown
+                ]
+            }
+        )
+    return sorted(set(events))
+
+
+async def partner_api_secret(
+    session: AsyncSession, box: SecretBox, partner_id: int, mode: str
+) -> str:
+    """MyCover signs with the partner's secret API key: the newest active one of the mode."""
+    credential = await session.scalar(
+        select(ApiCredential)
+        .where(
+            ApiCredential.partner_id == partner_id,
+            ApiCredential.mode == mode,
+            ApiCredential.status == "active",
+        )
+        .order_by(ApiCredential.id.desc())
+        .limit(1)
+    )
+    if credential is None:
+        raise ValidationFailed(errors={"signature": ["The partner has no active API key."]})
+    return box.decrypt(credential.secret_ciphertext)
+
+
+async def create_endpoint(
+    session: AsyncSession,
+    box: SecretBox,
+    scope: EndpointScope,
+    data: EndpointIn,
+    *,
+    allow_private: bool,
+) -> WebhookEndpoint:
+    check_url(str(data.url), allow_private=allow_private)
+    signature = data.signature or DEFAULT_SIGNATURE[data.format]
+    endpoint = WebhookEndpoint(
+        public_id="whe_" + secrets.token_hex(10),
+        partner_id=scope.partner_id,
+        mode=scope.mode,
+        url=str(data.url),
+        description=data.description,
+        enabled=data.enabled,
+        events=_check_events(data.format, data.events),
+        format=data.format,
+        signature=signature,
+        key=signing.new_key(),
+        secret_ciphertext=box.encrypt(signing.new_secret()),
+        retry_schedule=data.retry_schedule,
+        timeout_seconds=data.timeout_seconds,
+        max_concurrency=data.max_concurrency,
+        created_at=scope.now,
+        updated_at=scope.now,
+    )
+    session.add(endpoint)
+    await session.flush()
+    return endpoint
+
+
+async def list_endpoints(session: AsyncSession, scope: EndpointScope) -> list[WebhookEndpoint]:
+    rows = await session.scalars(
+        select(WebhookEndpoint)
+        .where(
+            WebhookEndpoint.partner_id == scope.partner_id,
+            WebhookEndpoint.mode == scope.mode,
+            WebhookEndpoint.deleted_at.is_(None),
+        )
+        .order_by(WebhookEndpoint.id)
+    )
+    return list(rows)
+
+
+async def get_endpoint(
+    session: AsyncSession, scope: EndpointScope, public_id: str, *, lock: bool = False
+) -> WebhookEndpoint:
+    query = select(WebhookEndpoint).where(
+        WebhookEndpoint.public_id == public_id,
+        WebhookEndpoint.partner_id == scope.partner_id,
+        WebhookEndpoint.mode == scope.mode,
+        WebhookEndpoint.deleted_at.is_(None),
+    )
+    if lock:
+        query = query.with_for_update()
+    endpoint = await session.scalar(query)
+    if endpoint is None:
+        raise NotFound(f"Webhook endpoint {public_id} not found.")
+    return endpoint
+
+
+async def update_endpoint(
+    session: AsyncSession,
+    scope: EndpointScope,
+    public_id: str,
+    data: EndpointPatch,
+    *,
+    allow_private: bool,
+) -> WebhookEndpoint:
+    endpoint = await get_endpoint(session, scope, public_id, lock=True)
+    changes = data.model_dump(exclude_unset=True)
+    if "url" in changes:
+        if changes["url"] is None:
+            raise ValidationFailed(errors={"url": ["This field may not be null."]})
+        endpoint.url = check_url(str(changes["url"]), allow_private=allow_private)
+    for name in ("format", "signature", "enabled"):
+        if name in changes and changes[name] is None:
+            raise ValidationFailed(errors={name: ["This field may not be null."]})
+    if "format" in changes:
+        endpoint.format = changes["format"]
+        if "signature" not in changes and endpoint.signature in DEFAULT_SIGNATURE.values():
+            endpoint.signature = DEFAULT_SIGNATURE[endpoint.format]
+    if "signature" in changes:
+        endpoint.signature = changes["signature"]
+    if "events" in changes or "format" in changes:
+        endpoint.events = _check_events(endpoint.format, changes.get("events", endpoint.events))
+    if "enabled" in changes:
+        endpoint.enabled = changes["enabled"]
+        if endpoint.enabled:
+            endpoint.disabled_reason = None
+            endpoint.failing_since = None
+    for name in ("description", "retry_schedule", "timeout_seconds", "max_concurrency"):
+        if name in changes:
+            setattr(endpoint, name, changes[name])
+    endpoint.updated_at = scope.now
+    return endpoint
+
+
+async def delete_endpoint(session: AsyncSession, scope: EndpointScope, public_id: str) -> None:
+    endpoint = await get_endpoint(session, scope, public_id, lock=True)
+    endpoint.deleted_at = scope.now
+    endpoint.enabled = False
+    await session.execute(
+        update(WebhookDelivery)
+        .where(
+            WebhookDelivery.endpoint_id == endpoint.id,
+            WebhookDelivery.status == "pending",
+        )
+        .values(status="failed", last_error="The endpoint was deleted.", completed_at=scope.now)
+    )
+
+
+async def rotate_secret(
+    session: AsyncSession, box: SecretBox, scope: EndpointScope, public_id: str
+) -> WebhookEndpoint:
+    endpoint = await get_endpoint(session, scope, public_id, lock=True)
+    endpoint.previous_secret_ciphertext = endpoint.secret_ciphertext
+    endpoint.previous_secret_expires_at = scope.now + ROTATION_OVERLAP
+    endpoint.secret_ciphertext = box.encrypt(signing.new_secret())
+    endpoint.updated_at = scope.now
+    return endpoint
+
+
+async def signing_material(
+    session: AsyncSession, box: SecretBox, endpoint: WebhookEndpoint
+) -> dict[str, Any]:
+    if endpoint.signature == signing.MYCOVER:
+        secret = await partner_api_secret(session, box, endpoint.partner_id, endpoint.mode)
+        return {"key": None, "secret": secret}
+    return {"key": endpoint.key, "secret": box.decrypt(endpoint.secret_ciphertext)}
+
+
+async def fan_out(session: AsyncSession, event: Event) -> None:
+    """Create the deliveries of a new event, in the transaction that wrote it."""
+    if event.type not in formats.XCOVER_EVENTS:
+        return
+    endpoints = await session.scalars(
+        select(WebhookEndpoint).where(
+            WebhookEndpoint.partner_id == event.partner_id,
+            WebhookEndpoint.mode == event.mode,
+            WebhookEndpoint.enabled.is_(True),
+            WebhookEndpoint.deleted_at.is_(None),
+        )
+    )
+    for endpoint in endpoints:
+        deliver_to(session, endpoint, event)
+
+
+def deliver_to(
+    session: AsyncSession, endpoint: WebhookEndpoint, event: Event
+) -> list[WebhookDelivery]:
+    """Deliveries of one event to one endpoint (a test event ignores the event filter)."""
+    created = []
+    for message in formats.messages_for(endpoint.format, event.type, event.payload):
+        filtered = endpoint.events is not None and message.name not in endpoint.events
+        if filtered and event.type != "WEBHOOK_TEST":
+            continue
+        delivery = WebhookDelivery(
+            public_id=delivery_public_id(),
+            endpoint_id=endpoint.id,
+            event=event,
+            part=message.part,
+            event_type=message.name,
+            partner_id=event.partner_id,
+            mode=event.mode,
+            ordering_key=event.resource_id,
+            status="pending",
+            attempts=0,
+            failures=0,
+            next_attempt_at=event.occurred_at,
+            created_at=event.occurred_at,
+        )
+        session.add(delivery)
+        created.append(delivery)
+    return created
+
+
+async def list_deliveries(
+    session: AsyncSession,
+    endpoint: WebhookEndpoint,
+    *,
+    status: str | None,
+    limit: int,
+    offset: int,
+) -> tuple[int, list[tuple[WebhookDelivery, Event]]]:
+    where = [WebhookDelivery.endpoint_id == endpoint.id]
+    if status is not None:
+        where.append(WebhookDelivery.status == status)
+    count = await session.scalar(select(func.count()).select_from(WebhookDelivery).where(*where))
+    rows = await session.execute(
+        select(WebhookDelivery, Event)
+        .join(Event, Event.id == WebhookDelivery.event_id)
+        .where(*where)
+        .order_by(WebhookDelivery.id.desc())
+        .limit(limit)
+        .offset(offset)
+    )
+    return int(count or 0), [(d, e) for d, e in rows.all()]
+
+
+async def get_delivery(
+    session: AsyncSession, endpoint: WebhookEndpoint, public_id: str
+) -> tuple[WebhookDelivery, Event, list[WebhookAttempt]]:
+    row = (
+        await session.execute(
+            select(WebhookDelivery, Event)
+            .join(Event, Event.id == WebhookDelivery.event_id)
+            .where(
+                WebhookDelivery.public_id == public_id,
+                WebhookDelivery.endpoint_id == endpoint.id,
+            )
+        )
+    ).first()
+    if row is None:
+        raise NotFound(f"Delivery {public_id} not found.")
+    delivery, event = row
+    attempts = await session.scalars(
+        select(WebhookAttempt)
+        .where(WebhookAttempt.delivery_id == delivery.id)
+        .order_by(WebhookAttempt.id)
+    )
+    return delivery, event, list(attempts)
+
+
+def _reschedule(now: datetime) -> dict[str, Any]:
+    return {
+        "status": "pending",
+        "failures": 0,
+        "next_attempt_at": now,
+        "lease_expires_at": None,
+        "leased_by": None,
+        "completed_at": None,
+    }
+
+
+async def redeliver(
+    session: AsyncSession, endpoint: WebhookEndpoint, public_id: str, now: datetime
+) -> WebhookDelivery:
+    delivery, _event, _attempts = await get_delivery(session, endpoint, public_id)
+    if delivery.status in {"pending", "delivering"}:
+        raise ValidationFailed(
+            errors={"status": [f"Delivery {public_id} is {delivery.status} already."]}
+        )
+    for name, value in _reschedule(now).items():
+        setattr(delivery, name, value)
+    return delivery
+
+
+async def recover(
+    session: AsyncSession, endpoint: WebhookEndpoint, since: datetime, now: datetime
+) -> int:
+    result = await session.execute(
+        update(WebhookDelivery)
+        .where(
+            WebhookDelivery.endpoint_id == endpoint.id,
+            WebhookDelivery.status == "failed",
+            WebhookDelivery.created_at >= since,
+        )
+        .values(**_reschedule(now))
+    )
+    return int(getattr(result, "rowcount", 0) or 0)
+
+
+async def send_test(
+    session: AsyncSession, endpoint: WebhookEndpoint, event: Event
+) -> WebhookDelivery:
+    session.add(event)
+    return deliver_to(session, endpoint, event)[0]

@@ -1,0 +1,203 @@
+"""Delivery semantics at a real receiver: retries, Retry-After, timeouts, 410, ordering, filters."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from sqlalchemy import select
+
+from coverline.runtime import Services
+from coverline.webhooks.dispatcher import Dispatcher
+from coverline.webhooks.models import WebhookDelivery
+from tests.conftest import PartnerFixture
+from tests.fixtures.payloads import instant_booking_request, policyholder, quote_request
+from tests.fixtures.receiver import Answer, Receiver
+from tests.webhooks.conftest import add_endpoint
+
+
+async def instant(partner: PartnerFixture) -> dict[str, Any]:
+    response = await partner.sandbox.call("POST", "instant_booking/", instant_booking_request())
+    assert response.status_code == 200
+    return dict(response.json())
+
+
+async def delivery_of(partner: PartnerFixture, endpoint: dict[str, Any], index: int = 0) -> dict:
+    listed = await partner.sandbox.call("GET", f"webhooks/{endpoint['id']}/deliveries/")
+    deliveries = listed.json()["results"]
+    detail = await partner.sandbox.call(
+        "GET", f"webhooks/{endpoint['id']}/deliveries/{deliveries[index]['id']}/"
+    )
+    return dict(detail.json())
+
+
+async def settle(partner: PartnerFixture, endpoint: dict[str, Any], status: str) -> dict:
+    for _ in range(200):
+        detail = await delivery_of(partner, endpoint)
+        if detail["status"] == status:
+            return detail
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"delivery never became {status}: {detail}")
+
+
+async def test_500_then_200_is_delivered_on_the_retry(
+    partner: PartnerFixture, receiver: Receiver, dispatcher: Dispatcher
+) -> None:
+    endpoint = await add_endpoint(partner.sandbox, receiver.url)
+    receiver.answer(Answer(status=500, body="boom"))
+    await instant(partner)
+    first, second = await receiver.wait_for(2)
+    assert first.headers["webhook-id"] == second.headers["webhook-id"]
+    assert first.body == second.body
+    detail = await settle(partner, endpoint, "succeeded")
+    assert detail["attempts"] == 2
+    assert [(a["status_code"], a["response_excerpt"]) for a in detail["attempts_log"]] == [
+        (500, "boom"),
+        (200, "ok"),
+    ]
+    assert detail["attempts_log"][0]["request_headers"]["webhook-id"] == detail["id"]
+
+
+async def test_four_failures_end_as_failed_after_three_retries(
+    partner: PartnerFixture, receiver: Receiver, dispatcher: Dispatcher
+) -> None:
+    endpoint = await add_endpoint(partner.sandbox, receiver.url)
+    receiver.default = Answer(status=503, body="down")
+    await instant(partner)
+    await receiver.wait_for(4)
+    detail = await settle(partner, endpoint, "failed")
+    assert detail["attempts"] == 4
+    assert [a["status_code"] for a in detail["attempts_log"]] == [503, 503, 503, 503]
+    assert detail["last_status_code"] == 503
+    await asyncio.sleep(0.6)
+    assert len(receiver.received) == 4  # no fifth try
+
+
+async def test_retry_after_is_honoured(
+    partner: PartnerFixture, receiver: Receiver, dispatcher: Dispatcher
+) -> None:
+    # The schedule says 0.2 s; the receiver asks for 2 s.
+    await add_endpoint(partner.sandbox, receiver.url)
+    receiver.answer(Answer(status=429, headers={"Retry-After": "2"}))
+    await instant(partner)
+    first, second = await receiver.wait_for(2, timeout=10)
+    assert second.at - first.at >= 1.9
+
+
+async def test_a_timeout_counts_as_a_failure(
+    partner: PartnerFixture, receiver: Receiver, dispatcher: Dispatcher
+) -> None:
+    endpoint = await add_endpoint(partner.sandbox, receiver.url, timeout_seconds=0.3)
+    receiver.answer(Answer(delay=1.5))
+    await instant(partner)
+    await receiver.wait_for(2)
+    detail = await settle(partner, endpoint, "succeeded")
+    first = detail["attempts_log"][0]
+    assert first["status_code"] is None
+    assert first["error"] == "No response within 0.3 s."
+    assert detail["attempts_log"][1]["status_code"] == 200
+
+
+async def test_redirects_are_not_followed(
+    partner: PartnerFixture, receiver: Receiver, dispatcher: Dispatcher
+) -> None:
+    endpoint = await add_endpoint(partner.sandbox, receiver.url, retry_schedule=[])
+    receiver.answer(Answer(status=302, headers={"Location": "http://169.254.169.254/"}))
+    await instant(partner)
+    detail = await settle(partner, endpoint, "failed")
+    assert detail["attempts_log"][0]["status_code"] == 302
+    assert (
+        detail["attempts_log"][0]["error"] == "Redirect to 'http://169.254.169.254/' not followed."
+    )
+    assert len(receiver.received) == 1
+
+
+async def test_410_gone_disables_the_endpoint(
+    partner: PartnerFixture, receiver: Receiver, dispatcher: Dispatcher
+) -> None:
+    endpoint = await add_endpoint(partner.sandbox, receiver.url)
+    receiver.answer(Answer(status=410))
+    await instant(partner)
+    await settle(partner, endpoint, "failed")
+    state = (await partner.sandbox.call("GET", f"webhooks/{endpoint['id']}/")).json()
+    assert state["enabled"] is False
+    assert state["disabled_reason"] == "The endpoint answered 410 Gone."
+    await instant(partner)
+    await asyncio.sleep(0.3)
+    assert len(receiver.received) == 1
+
+
+async def test_changes_of_one_booking_arrive_in_commit_order_under_retries(
+    partner: PartnerFixture, receiver: Receiver, dispatcher: Dispatcher
+) -> None:
+    await add_endpoint(partner.sandbox, receiver.url)
+    receiver.answer(Answer(status=500), Answer(status=500))
+    booking = await instant(partner)
+    await partner.sandbox.call(
+        "PATCH", f"bookings/{booking['id']}/", {"policyholder": {"phone": "+447911123456"}}
+    )
+    await partner.sandbox.call(
+        "PATCH", f"bookings/{booking['id']}/", {"policyholder": {"first_name": "Marcus"}}
+    )
+    await receiver.wait_for(5)
+    # Two refusals of BOOKING_CREATED hold the updates back; then all three, in order.
+    assert receiver.events() == [
+        "BOOKING_CREATED",
+        "BOOKING_CREATED",
+        "BOOKING_CREATED",
+        "BOOKING_UPDATED",
+        "BOOKING_UPDATED",
+    ]
+    phones = [r.json()["payload"]["id"] for r in receiver.received]
+    assert set(phones) == {booking["id"]}
+
+
+async def test_other_bookings_flow_while_one_waits(
+    partner: PartnerFixture, receiver: Receiver, dispatcher: Dispatcher
+) -> None:
+    await add_endpoint(partner.sandbox, receiver.url, retry_schedule=[1.5])
+    receiver.answer(Answer(status=500))
+    stuck = await instant(partner)
+    await receiver.wait_for(1)
+    others = [await instant(partner) for _ in range(3)]
+    await receiver.wait_for(4, timeout=1.2)  # before the stuck one's retry is due
+    ids = [r.json()["payload"]["id"] for r in receiver.received[1:4]]
+    assert sorted(ids) == sorted(b["id"] for b in others)
+    await receiver.wait_for(5)
+    assert receiver.received[4].json()["payload"]["id"] == stuck["id"]
+
+
+async def test_event_filter_and_mycover_waits_for_payment(
+    partner: PartnerFixture, receiver: Receiver, dispatcher: Dispatcher
+) -> None:
+    await add_endpoint(partner.sandbox, receiver.url, events=["BOOKING_UPDATED"])
+    await add_endpoint(partner.sandbox, receiver.url, format="mycover")
+    package = (await partner.sandbox.call("POST", "quotes/", quote_request())).json()
+    await partner.sandbox.call(
+        "POST",
+        f"bookings/{package['id']}/",
+        {
+            "quotes": [{"id": package["quotes"]["0"]["id"]}],
+            "policyholder": policyholder(),
+            "require_payment_confirmation": True,
+        },
+    )
+    await asyncio.sleep(0.3)
+    assert receiver.received == []  # BOOKING_CREATED is filtered; not paid yet for MyCover
+    await partner.sandbox.call("PUT", f"bookings/{package['id']}/confirm", {})
+    await receiver.wait_for(2)
+    assert sorted(receiver.events()) == ["BOOKING_UPDATED", "purchase.successful"]
+
+
+async def test_sandbox_events_never_reach_live_endpoints(
+    services: Services, partner: PartnerFixture, receiver: Receiver, dispatcher: Dispatcher
+) -> None:
+    await add_endpoint(partner.live, receiver.url)
+    await instant(partner)
+    await asyncio.sleep(0.3)
+    assert receiver.received == []
+    async with services.database.reading() as session:
+        rows = await session.scalars(
+            select(WebhookDelivery).where(WebhookDelivery.partner_id == partner.id)
+        )
+        assert list(rows) == []

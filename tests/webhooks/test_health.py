@@ -1,0 +1,74 @@
+"""An endpoint that keeps failing is disabled, and the operational event is recorded."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+
+from sqlalchemy import select
+
+from coverline.events.models import Event
+from coverline.runtime import Services
+from coverline.webhooks.dispatcher import Dispatcher, DispatchSettings
+from tests.conftest import PartnerFixture
+from tests.fixtures.payloads import instant_booking_request
+from tests.fixtures.receiver import Answer, Receiver
+from tests.webhooks.conftest import add_endpoint
+
+
+async def test_continuously_failing_endpoint_is_disabled(
+    services: Services, partner: PartnerFixture, receiver: Receiver
+) -> None:
+    endpoint = await add_endpoint(partner.sandbox, receiver.url, retry_schedule=[0.05, 0.05])
+    receiver.default = Answer(status=500)
+    settings = DispatchSettings(
+        allow_private_networks=True,
+        poll_seconds=0.01,
+        disable_after=timedelta(0),
+        disable_after_failures=6,
+    )
+    async with Dispatcher(services.database, services.box, services.clock, settings) as running:
+        stop = asyncio.Event()
+        task = asyncio.create_task(running.run(stop))
+        await partner.sandbox.call("POST", "instant_booking/", instant_booking_request())
+        await partner.sandbox.call("POST", "instant_booking/", instant_booking_request())
+        for _ in range(100):
+            state = (await partner.sandbox.call("GET", f"webhooks/{endpoint['id']}/")).json()
+            if not state["enabled"]:
+                break
+            await asyncio.sleep(0.05)
+        stop.set()
+        await task
+    assert state["enabled"] is False
+    assert state["disabled_reason"].startswith("Every delivery failed for 0 hours")
+    assert state["failing_since"] is not None
+    async with services.database.reading() as session:
+        events = list(
+            await session.scalars(
+                select(Event).where(
+                    Event.partner_id == partner.id, Event.type == "ENDPOINT_DISABLED"
+                )
+            )
+        )
+    assert [e.resource_id for e in events] == [endpoint["id"]]
+    assert events[0].payload["url"] == receiver.url
+
+
+async def test_success_clears_failing_since(
+    services: Services, partner: PartnerFixture, receiver: Receiver, dispatcher: Dispatcher
+) -> None:
+    endpoint = await add_endpoint(partner.sandbox, receiver.url)
+    receiver.answer(Answer(status=500))
+    await partner.sandbox.call("POST", "instant_booking/", instant_booking_request())
+    await receiver.wait_for(1)
+    await asyncio.sleep(0.1)
+    failing = (await partner.sandbox.call("GET", f"webhooks/{endpoint['id']}/")).json()
+    assert failing["failing_since"] is not None
+    await receiver.wait_for(2)
+    for _ in range(50):
+        state = (await partner.sandbox.call("GET", f"webhooks/{endpoint['id']}/")).json()
+        if state["failing_since"] is None:
+            break
+        await asyncio.sleep(0.05)
+    assert state["failing_since"] is None
+    assert state["enabled"] is True
