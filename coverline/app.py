@@ -19,14 +19,18 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from coverline.auxiliary.api import router as auxiliary_router
 from coverline.bookings.api import router as bookings_router
+from coverline.bookings.lifecycle_api import router as lifecycle_router
 from coverline.config import Settings, get_settings
+from coverline.documents.api import router as documents_router
 from coverline.kit.errors import CoverlineError, PayloadTooLarge
 from coverline.kit.http import JSONResponse, translate_validation_error
 from coverline.partners.api import router as keys_router
 from coverline.partners.deps import authenticated
 from coverline.partners.ratelimit import RateLimitState
 from coverline.quotes.api import router as quotes_router
+from coverline.renewals.api import router as renewals_router
 from coverline.runtime import Services
+from coverline.sandbox.api import router as sandbox_router
 from coverline.webhooks.api import router as webhooks_router
 from coverline.worker import BackgroundWorker
 
@@ -157,8 +161,12 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     install_error_handlers(app)
     app.include_router(quotes_router)
     app.include_router(bookings_router)
+    app.include_router(lifecycle_router)
     app.include_router(keys_router)
     app.include_router(webhooks_router)
+    app.include_router(renewals_router)
+    app.include_router(sandbox_router)
+    app.include_router(documents_router)
     app.include_router(auxiliary_router, dependencies=[Depends(authenticated)])
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
 

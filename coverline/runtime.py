@@ -12,6 +12,7 @@ from coverline.partners.auth import Authenticator
 from coverline.partners.crypto import SecretBox
 from coverline.partners.idempotency import Idempotency
 from coverline.partners.ratelimit import RateLimiter
+from coverline.sandbox.service import Clocks
 
 
 @dataclass
@@ -24,20 +25,23 @@ class Services:
     rate_limiter: RateLimiter
     idempotency: Idempotency
     catalog: Catalog
+    clocks: Clocks
 
     @classmethod
     def build(cls, settings: Settings, clock: Clock | None = None) -> Services:
         database = Database(settings.resolved_database_url)
         box = SecretBox.from_settings(settings)
+        clock = clock or Clock()
         return cls(
             settings=settings,
             database=database,
             box=box,
-            clock=clock or Clock(),
+            clock=clock,
             authenticator=Authenticator(database, box, settings),
             rate_limiter=RateLimiter(settings),
             idempotency=Idempotency(database, settings),
             catalog=Catalog(database),
+            clocks=Clocks(database, clock),
         )
 
     async def close(self) -> None:

@@ -13,6 +13,7 @@ from datetime import timedelta
 from sqlalchemy import delete, select
 
 from coverline.kit.aio import pause
+from coverline.renewals.scheduler import Scheduler
 from coverline.runtime import Services
 from coverline.webhooks.dispatcher import Dispatcher, DispatchSettings
 from coverline.webhooks.models import WebhookAttempt, WebhookDelivery
@@ -40,10 +41,13 @@ class Worker:
         self.dispatcher = Dispatcher(
             services.database, services.box, services.clock, dispatch_settings(services)
         )
+        self.scheduler = Scheduler(services.database, services.clocks)
 
     async def run(self, stop: asyncio.Event) -> None:
         async with self.dispatcher:
-            await asyncio.gather(self.dispatcher.run(stop), self._housekeeping(stop))
+            await asyncio.gather(
+                self.dispatcher.run(stop), self.scheduler.run(stop), self._housekeeping(stop)
+            )
 
     async def _housekeeping(self, stop: asyncio.Event) -> None:
         while not stop.is_set():

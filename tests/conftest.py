@@ -25,6 +25,8 @@ from coverline.runtime import Services
 from tests.fixtures.database import fresh_database
 from tests.fixtures.signing import signed_headers
 
+pytest_plugins = ["tests.fixtures.webhooks"]
+
 MASTER_KEY = Fernet.generate_key().decode()
 
 

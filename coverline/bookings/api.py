@@ -82,7 +82,10 @@ async def book(
     package_id: str, data: BookingIn, call: PartnerCall = Depends(partner_call)
 ) -> Response:
     async def work(session: AsyncSession) -> tuple[int, Any]:
-        return 200, await service.book(session, call.scope, package_id, data, renderer(call))
+        body = await service.book(
+            session, call.services.catalog, call.scope, package_id, data, renderer(call)
+        )
+        return 200, body
 
     return await call.write(work)
 
@@ -112,6 +115,9 @@ async def modify_booking(
 @router.put("/bookings/{package_id}/confirm", status_code=201, summary="Confirm payment")
 async def confirm_booking(package_id: str, call: PartnerCall = Depends(partner_call)) -> Response:
     async def work(session: AsyncSession) -> tuple[int, Any]:
-        return 201, await service.confirm_payment(session, call.scope, package_id, renderer(call))
+        body = await service.confirm_payment(
+            session, call.services.catalog, call.scope, package_id, renderer(call)
+        )
+        return 201, body
 
     return await call.write(work)

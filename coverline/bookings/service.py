@@ -8,14 +8,22 @@ from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import selectinload
 
+from coverline.bookings.instalments import check_plans, create_schedules, settle_first
 from coverline.catalog.service import Catalog
 from coverline.events.service import EventType, record
 from coverline.kit.errors import Conflict, NotFound, ValidationFailed
 from coverline.quotes.models import Policyholder, QuotePackage
 from coverline.quotes.schemas import BookingIn, BookingPatchIn, InstantBookingIn, PolicyholderIn
-from coverline.quotes.service import Errors, Scope, create_package, live_quotes, load_package
+from coverline.quotes.service import (
+    Errors,
+    Scope,
+    create_package,
+    live_quotes,
+    load_package,
+    package_loads,
+)
+from coverline.renewals.service import schedule_first
 
 # Renders a booking as it is on the wire; the events of a change carry that rendering.
 Render = Callable[[QuotePackage], Awaitable[dict[str, Any]]]
@@ -77,7 +85,12 @@ def _book(
 
 
 async def book(
-    session: AsyncSession, scope: Scope, package_id: str, data: BookingIn, render: Render
+    session: AsyncSession,
+    catalog: Catalog,
+    scope: Scope,
+    package_id: str,
+    data: BookingIn,
+    render: Render,
 ) -> dict[str, Any]:
     package = await load_package(session, scope, package_id, lock=True)
     if package.is_booking:
@@ -90,6 +103,8 @@ async def book(
         if item.id not in quotes:
             errors.add("quotes", f"Quote {item.id} is not in this package.")
     errors.raise_if_any()
+    plans = {item.id: item.instalment_plan for item in data.quotes if item.instalment_plan}
+    await check_plans(catalog, package, plans)
     if data.partner_transaction_id is not None:
         package.partner_transaction_id = data.partner_transaction_id
     _book(
@@ -99,6 +114,8 @@ async def book(
         data.policyholder,
         data.require_payment_confirmation,
     )
+    await create_schedules(session, catalog, package, plans, scope.now)
+    await schedule_first(session, catalog, package, scope.now)
     return await _emit(session, scope, package, EventType.BOOKING_CREATED, render)
 
 
@@ -113,6 +130,7 @@ async def instant_booking(
     package = result.package
     chosen: dict[str, list[dict[str, Any]] | None] = {quote.id: None for quote in package.quotes}
     _book(package, scope, chosen, data.policyholder, data.require_payment_confirmation)
+    await schedule_first(session, catalog, package, scope.now)
     return await _emit(session, scope, package, EventType.BOOKING_CREATED, render)
 
 
@@ -129,7 +147,7 @@ async def load_booking(
 
 
 async def confirm_payment(
-    session: AsyncSession, scope: Scope, booking_id: str, render: Render
+    session: AsyncSession, catalog: Catalog, scope: Scope, booking_id: str, render: Render
 ) -> dict[str, Any]:
     package = await load_booking(session, scope, booking_id, lock=True)
     if package.status != "PENDING_PAYMENT":
@@ -144,6 +162,8 @@ async def confirm_payment(
             quote.updated_at = scope.now
     package.status = "CONFIRMED"
     package.updated_at = scope.now
+    await settle_first(session, package.id, scope.now)
+    await schedule_first(session, catalog, package, scope.now)
     return await _emit(session, scope, package, EventType.BOOKING_PAYMENT_CONFIRMED, render)
 
 
@@ -194,6 +214,6 @@ async def list_bookings(
         .order_by(QuotePackage.created_at.desc(), QuotePackage.id.desc())
         .limit(limit)
         .offset(offset)
-        .options(selectinload(QuotePackage.quotes), selectinload(QuotePackage.policyholder))
+        .options(*package_loads())
     )
     return BookingPage(int(count or 0), list(rows))

@@ -21,7 +21,7 @@ def alembic_config(url: str) -> Config:
     return config
 
 
-async def upgrade(url: str, revision: str = "head") -> None:
+async def upgrade(url: str, revision: str = "heads") -> None:
     """Bring the database at `url` to `revision`, on a connection of our own."""
     engine = create_async_engine(normalise_url(url))
     try:

@@ -76,5 +76,6 @@ async def partner_call(
         # Never tell whether another partner's code exists.
         raise NotFound("Not found.")
     services = services_of(request)
-    scope = Scope(principal.partner_id, principal.mode, services.clock.now())
+    now = await services.clocks.now_for(principal.partner_id, principal.mode)
+    scope = Scope(principal.partner_id, principal.mode, now)
     return PartnerCall(request, services, principal, scope)

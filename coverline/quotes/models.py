@@ -1,12 +1,15 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import BigInteger, ForeignKey, Index, String
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from coverline.db.base import Base
+
+if TYPE_CHECKING:
+    from coverline.renewals.models import Renewal
 
 
 class QuotePackage(Base):
@@ -33,6 +36,7 @@ class QuotePackage(Base):
         back_populates="package", lazy="raise", order_by="Quote.position"
     )
     policyholder: Mapped[Policyholder | None] = relationship(lazy="raise", uselist=False)
+    renewals: Mapped[list[Renewal]] = relationship(lazy="raise", order_by="Renewal.sequence")
 
     __table_args__ = (
         Index(

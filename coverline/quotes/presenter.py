@@ -6,11 +6,13 @@ import re
 from decimal import Decimal
 from typing import Any
 
+from coverline.bookings.instalments import plans_json
 from coverline.catalog.definition import ProductDefinition
 from coverline.kit.dates import duration_text, partner_time, server_time, with_offset
 from coverline.kit.money import format_money, from_minor, json_number
 from coverline.quotes.models import Policyholder, Quote, QuotePackage
 from coverline.quotes.service import live_quotes
+from coverline.renewals.service import renewal_json, upcoming
 
 BOOKED_STATUSES = frozenset({"PENDING_PAYMENT", "CONFIRMED", "CANCELLED", "RENEWED"})
 _PLACEHOLDER = re.compile(r"\{([a-z_][a-z0-9_]*)\}")
@@ -146,7 +148,8 @@ def quote_json(
         "surcharge": {"total_amount": None, "total_amount_formatted": None, "surcharges": None},
     }
     if booking:
-        data["next_renewal"] = None
+        pending = upcoming(package.renewals, quote.id)
+        data["next_renewal"] = renewal_json(pending) if pending is not None else None
         data["can_be_cancelled"] = quote.status == "CONFIRMED" and (
             now is None or quote.end_at > now
         )
@@ -154,7 +157,7 @@ def quote_json(
     else:
         data.update(money.minor("discount_price", quote.price_minor))
         data.update(money.pair("discount_amount", Decimal(0)))
-        data["instalment_plans"] = []
+        data["instalment_plans"] = plans_json(definition, quote.price_minor, package.currency)
     return data
 
 
@@ -262,6 +265,7 @@ def booking_json(
             data.update(money.pair("price_diff", Decimal(0)))
         rendered.append(data)
     token = package.security_token
+    extra = money.pair("total_price_diff", Decimal(0)) if price_diff else {}
     return {
         **_package_head(package, sum(q.price_minor for q in active), public_url),
         "quotes": rendered,
@@ -272,4 +276,5 @@ def booking_json(
         "policyholder": policyholder_json(package.policyholder),
         **money.minor("total_tax", sum(q.tax_minor for q in active)),
         **money.minor("total_premium", sum(q.premium_minor for q in active)),
+        **extra,
     }

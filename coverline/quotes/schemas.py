@@ -132,6 +132,9 @@ class BookingQuoteIn(BaseModel):
 
     id: str
     insured: list[dict[str, Any]] | None = None
+    instalment_plan: str | None = Field(
+        default=None, max_length=32, description="e.g. 1year-monthly, when the product offers it."
+    )
 
 
 class BookingIn(BaseModel):

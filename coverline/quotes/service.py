@@ -40,6 +40,17 @@ from coverline.quotes.schemas import (
 
 # A start date a little behind the server clock is the partner's clock, not the past.
 START_TOLERANCE = timedelta(minutes=5)
+
+
+def package_loads() -> tuple[Any, ...]:
+    """What every read of a package loads with it (relationships never load lazily)."""
+    return (
+        selectinload(QuotePackage.quotes),
+        selectinload(QuotePackage.policyholder),
+        selectinload(QuotePackage.renewals),
+    )
+
+
 LIVE_QUOTE_STATUSES = frozenset({"RECEIVED", "PENDING_PAYMENT", "CONFIRMED", "RENEWED"})
 
 
@@ -295,6 +306,7 @@ async def create_package(
     slots, pricing_errors = await price_new_quotes(catalog, package, ready, 0, scope.now)
     package.quotes = [quote for quote in slots if quote is not None]
     package.policyholder = None
+    package.renewals = []
     session.add(package)
     if announce:
         await _record(session, scope, package, EventType.QUOTE_CREATED)
@@ -311,7 +323,7 @@ async def load_package(
             QuotePackage.partner_id == scope.partner_id,
             QuotePackage.mode == scope.mode,
         )
-        .options(selectinload(QuotePackage.quotes), selectinload(QuotePackage.policyholder))
+        .options(*package_loads())
         .execution_options(populate_existing=True)
     )
     if lock:

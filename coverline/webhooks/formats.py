@@ -151,8 +151,8 @@ def body_for(fmt: str, name: str, part: int, event_type: str, payload: dict[str,
             (i for i, q in enumerate(booking["quotes"]) if q["id"] == renewal["quote_id"]), 0
         )
         document = _mycover_purchase(name, booking, index)
-        if "amount" in renewal:
-            document["data"]["amount"] = renewal["amount"]
+        if "amount" in payload:
+            document["data"]["amount"] = payload["amount"]
     else:
         document = {"event": name, "data": payload}
     return js_json(document)

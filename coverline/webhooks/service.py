@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import secrets
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import func, select, update
@@ -241,8 +241,9 @@ def deliver_to(
             status="pending",
             attempts=0,
             failures=0,
-            next_attempt_at=event.occurred_at,
-            created_at=event.occurred_at,
+            # Real time: a sandbox test clock may put the event in the future.
+            next_attempt_at=datetime.now(UTC),
+            created_at=datetime.now(UTC),
         )
         session.add(delivery)
         created.append(delivery)

@@ -13,7 +13,7 @@ from coverline.webhooks.models import WebhookDelivery
 from tests.conftest import PartnerFixture
 from tests.fixtures.payloads import instant_booking_request, policyholder, quote_request
 from tests.fixtures.receiver import Answer, Receiver
-from tests.webhooks.conftest import add_endpoint
+from tests.fixtures.webhooks import add_endpoint
 
 
 async def instant(partner: PartnerFixture) -> dict[str, Any]:

@@ -13,7 +13,7 @@ from coverline.webhooks.dispatcher import Dispatcher
 from tests.conftest import PartnerFixture, partner_state
 from tests.fixtures.payloads import instant_booking_request
 from tests.fixtures.receiver import Answer, Receiver
-from tests.webhooks.conftest import add_endpoint
+from tests.fixtures.webhooks import add_endpoint
 from tests.webhooks.test_delivery import settle
 
 

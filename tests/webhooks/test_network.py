@@ -13,7 +13,7 @@ from coverline.webhooks.network import ForbiddenAddress, GuardedResolver, is_for
 from tests.conftest import PartnerFixture
 from tests.fixtures.payloads import instant_booking_request
 from tests.fixtures.receiver import Receiver
-from tests.webhooks.conftest import add_endpoint
+from tests.fixtures.webhooks import add_endpoint
 from tests.webhooks.test_delivery import settle
 
 

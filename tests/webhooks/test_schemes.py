@@ -18,7 +18,7 @@ from coverline.webhooks.dispatcher import Dispatcher
 from tests.conftest import PartnerFixture
 from tests.fixtures.payloads import instant_booking_request, policyholder
 from tests.fixtures.receiver import Receiver
-from tests.webhooks.conftest import add_endpoint
+from tests.fixtures.webhooks import add_endpoint
 
 NON_ASCII_NAME = ("Ọláolúwa", "Adéwálé")
 

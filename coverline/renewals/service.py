@@ -1,0 +1,372 @@
+"""Renewals of renewable policies: the clock's transitions (notification, due, expiry),
+the renewal quote, payment and opt-out (API-CONTRACT §7)."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from dateutil.relativedelta import relativedelta
+from sqlalchemy import not_, or_, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from coverline.catalog.definition import ProductDefinition, parse_duration
+from coverline.catalog.rating import RatingError, rate
+from coverline.catalog.service import Catalog
+from coverline.events.service import EventType, record
+from coverline.kit import ids
+from coverline.kit.dates import server_time, with_offset
+from coverline.kit.errors import Conflict, NotFound, ValidationFailed
+from coverline.kit.money import format_money, from_minor, json_number
+from coverline.quotes.models import Quote, QuotePackage
+from coverline.quotes.service import Scope, apply_rating, load_package
+from coverline.renewals.models import Renewal
+
+Render = Callable[[QuotePackage], Awaitable[dict[str, Any]]]
+OPEN = ("ACTIVE", "DUE")
+
+
+def _rfc(moment: datetime | None) -> str | None:
+    if moment is None:
+        return None
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ") if moment.microsecond == 0 else server_time(moment)
+
+
+def renewal_json(renewal: Renewal) -> dict[str, Any]:
+    """The renewal as XCover's RENEWAL_* webhooks show it."""
+    return {
+        "id": renewal.id,
+        "package_id": renewal.package_id,
+        "quote_id": renewal.quote_id,
+        "status": renewal.status,
+        "start_date": _rfc(renewal.start_date),
+        "notification_date": _rfc(renewal.notification_date),
+        "due_date": _rfc(renewal.due_date),
+        "expiry_date": _rfc(renewal.expiry_date),
+        "cancelled_on": _rfc(renewal.cancelled_on),
+        "paid_on": _rfc(renewal.paid_on),
+        "created_at": server_time(renewal.created_at),
+    }
+
+
+def upcoming(renewals: Sequence[Renewal], quote_id: str) -> Renewal | None:
+    """The renewal a quote is waiting for: not paid, not cancelled, not lapsed."""
+    for renewal in sorted(renewals, key=lambda r: r.sequence, reverse=True):
+        if renewal.quote_id == quote_id and renewal.paid_on is None and renewal.status in OPEN:
+            return renewal
+    return None
+
+
+def _period(definition: ProductDefinition) -> relativedelta:
+    assert definition.renewal is not None
+    return parse_duration(definition.renewal.period)
+
+
+def new_renewal(
+    package: QuotePackage,
+    quote: Quote,
+    definition: ProductDefinition,
+    sequence: int,
+    due: datetime,
+    now: datetime,
+) -> Renewal:
+    """The renewal into period `sequence`, falling due when the current period ends."""
+    assert definition.renewal is not None
+    notification = due - timedelta(days=definition.renewal.notification_days)
+    expiry = due + timedelta(days=definition.renewal.grace_days)
+    return Renewal(
+        id=ids.renewal_id(),
+        partner_id=package.partner_id,
+        mode=package.mode,
+        package_id=quote.package_id,
+        quote_id=quote.id,
+        sequence=sequence,
+        status="ACTIVE",
+        start_date=due,
+        notification_date=notification,
+        due_date=due,
+        expiry_date=expiry,
+        stage="notify",
+        next_transition_at=notification,
+        created_at=now,
+        updated_at=now,
+    )
+
+
+async def schedule_first(
+    session: AsyncSession, catalog: Catalog, package: QuotePackage, now: datetime
+) -> None:
+    """When a booking is confirmed, every renewable quote gets its first renewal."""
+    definitions = await catalog.definitions({q.product_version_id for q in package.quotes})
+    for quote in package.quotes:
+        definition = definitions[quote.product_version_id]
+        if quote.status != "CONFIRMED" or definition.renewal is None:
+            continue
+        if any(r.quote_id == quote.id for r in package.renewals):
+            continue
+        renewal = new_renewal(package, quote, definition, 2, quote.end_at, now)
+        package.renewals.append(renewal)
+        session.add(renewal)
+
+
+# ---------------------------------------------------------------------------- the clock
+
+
+@dataclass(frozen=True)
+class Transition:
+    type: EventType
+    renewal_id: str
+    package_id: str
+    at: datetime
+
+
+def _advance(renewal: Renewal) -> EventType | None:
+    """Move one renewal one step along its clock; the event that step causes."""
+    if renewal.stage == "notify":
+        renewal.stage, renewal.next_transition_at = "due", renewal.due_date
+        return EventType.RENEWAL_NOTIFICATION
+    if renewal.stage == "due":
+        renewal.status = "DUE"
+        renewal.stage, renewal.next_transition_at = "expire", renewal.expiry_date
+        return EventType.RENEWAL_DUE
+    if renewal.stage == "expire":
+        renewal.status = "UNPAID"
+        renewal.stage, renewal.next_transition_at = None, None
+        return EventType.RENEWAL_EXPIRED
+    return None
+
+
+async def run_due(
+    session: AsyncSession,
+    *,
+    until: datetime,
+    partner_id: int | None = None,
+    skip_sandbox_of: Sequence[int] = (),
+    limit: int = 500,
+    lock: bool = True,
+) -> list[Transition]:
+    """Apply up to `limit` transitions due by `until`, oldest first, each exactly once.
+
+    `partner_id` limits the run to that partner's sandbox (its test clock); otherwise
+    sandboxes with a test clock of their own (`skip_sandbox_of`) are left to theirs.
+    The caller's transaction holds the row locks (SKIP LOCKED on PostgreSQL), so any number
+    of schedulers can run side by side.
+    """
+    query = select(Renewal).where(Renewal.next_transition_at <= until)
+    if partner_id is not None:
+        query = query.where(Renewal.partner_id == partner_id, Renewal.mode == "sandbox")
+    elif skip_sandbox_of:
+        query = query.where(
+            or_(
+                Renewal.mode == "live",
+                not_(Renewal.partner_id.in_(skip_sandbox_of)),
+            )
+        )
+    query = query.order_by(Renewal.next_transition_at, Renewal.id).limit(limit)
+    if lock:
+        query = query.with_for_update(skip_locked=True)
+    transitions = []
+    for renewal in await session.scalars(query):
+        at = renewal.next_transition_at
+        assert at is not None
+        kind = _advance(renewal)
+        if kind is None:
+            continue
+        renewal.updated_at = at
+        await record(
+            session,
+            partner_id=renewal.partner_id,
+            mode=renewal.mode,
+            type=kind,
+            resource_type="booking",
+            resource_id=renewal.package_id,
+            payload={"renewal": renewal_json(renewal)},
+            at=at,
+        )
+        transitions.append(Transition(kind, renewal.id, renewal.package_id, at))
+    return transitions
+
+
+# ---------------------------------------------------------------------------- the partner API
+
+
+async def _booking_with_renewal(
+    session: AsyncSession, scope: Scope, package_id: str
+) -> tuple[QuotePackage, Renewal]:
+    package = await load_package(session, scope, package_id, lock=True)
+    if not package.is_booking:
+        raise NotFound(f"Booking {package_id} not found.")
+    candidates = [r for r in package.renewals if r.paid_on is None]
+    if not candidates:
+        raise ValidationFailed(
+            errors={"renewal": [f"Booking {package_id} has no renewable policy."]}
+        )
+    latest = max(candidates, key=lambda r: (r.sequence, r.created_at))
+    return package, latest
+
+
+def _require_open(renewal: Renewal) -> None:
+    if renewal.status == "UNPAID":
+        raise Conflict(
+            f"Renewal {renewal.id} expired on {_rfc(renewal.expiry_date)} and can no longer "
+            "be renewed."
+        )
+    if renewal.status == "CANCELLED":
+        raise Conflict(f"Renewal {renewal.id} was opted out of.")
+
+
+async def quote_for_renewal(
+    session: AsyncSession, catalog: Catalog, scope: Scope, package_id: str, render: Render
+) -> dict[str, Any]:
+    """Price the next period with the product's current version; nothing is paid yet."""
+    package, renewal = await _booking_with_renewal(session, scope, package_id)
+    _require_open(renewal)
+    quote = next(q for q in package.quotes if q.id == renewal.quote_id)
+    definitions = await catalog.definitions({quote.product_version_id})
+    old = definitions[quote.product_version_id]
+    current = await catalog.current(old.policy_type, old.policy_type_version)
+    version_id, definition = (
+        (current.version_id, current.definition) if current else (quote.product_version_id, old)
+    )
+    if definition.renewal is None:
+        raise ValidationFailed(
+            errors={"renewal": ["The current version of this product is not renewable."]}
+        )
+    start = renewal.start_date
+    end = start + _period(definition)
+    try:
+        rating = rate(
+            definition,
+            quote.fields,
+            currency=package.currency,
+            customer_country=package.customer_country or "",
+            start=with_offset(start, quote.start_offset),
+            end=with_offset(end, quote.end_offset),
+            fx=await catalog.fx(),
+        )
+    except RatingError as exc:
+        raise ValidationFailed("The renewal cannot be priced.", errors=exc.field_errors) from None
+    priced = Quote(breakdown={})
+    apply_rating(priced, rating)
+    renewal.quoted_version_id = version_id
+    renewal.quoted_price_minor = priced.price_minor
+    renewal.quoted_premium_minor = priced.premium_minor
+    renewal.quoted_tax_minor = priced.tax_minor
+    renewal.quoted_commission_minor = priced.commission_minor
+    renewal.quoted_breakdown = priced.breakdown
+    renewal.quoted_at = scope.now
+    renewal.updated_at = scope.now
+    booking = await render(package)
+    return _renewal_response(booking, renewal, quote, end)
+
+
+def _renewal_response(
+    booking: dict[str, Any], renewal: Renewal, quote: Quote, end: datetime
+) -> dict[str, Any]:
+    assert renewal.quoted_price_minor is not None
+    currency = booking["currency"]
+    price = from_minor(renewal.quoted_price_minor, currency)
+    return {
+        **booking,
+        "renewal_id": renewal.id,
+        "renewal": {
+            **renewal_json(renewal),
+            "price": json_number(price),
+            "price_formatted": format_money(price, currency),
+            "policy_start_date": with_offset(renewal.start_date, quote.start_offset).isoformat(),
+            "policy_end_date": with_offset(end, quote.end_offset).isoformat(),
+            "policy_version": renewal.quoted_version_id,
+        },
+    }
+
+
+async def confirm(
+    session: AsyncSession,
+    catalog: Catalog,
+    scope: Scope,
+    package_id: str,
+    renewal_id: str,
+    render: Render,
+) -> dict[str, Any]:
+    """Pay a quoted renewal: the quote gets its next period at the quoted price."""
+    package = await load_package(session, scope, package_id, lock=True)
+    renewal = next((r for r in package.renewals if r.id == renewal_id), None)
+    if not package.is_booking or renewal is None:
+        raise NotFound(f"Renewal {renewal_id} not found.")
+    if renewal.paid_on is not None:
+        raise Conflict(f"Renewal {renewal_id} is paid already.")
+    _require_open(renewal)
+    if renewal.quoted_price_minor is None or renewal.quoted_version_id is None:
+        raise ValidationFailed(
+            errors={"renewal": ["Quote the renewal (quote_for_renewal) before confirming it."]}
+        )
+    quote = next(q for q in package.quotes if q.id == renewal.quote_id)
+    definition = (await catalog.definitions({renewal.quoted_version_id}))[renewal.quoted_version_id]
+    periods = renewal.sequence
+    # From the first start, so that month ends never drift (31 Jan → 28 Feb → 31 Mar).
+    quote.end_at = quote.start_at + _period(definition) * periods
+    quote.product_version_id = renewal.quoted_version_id
+    quote.price_minor = renewal.quoted_price_minor
+    quote.premium_minor = renewal.quoted_premium_minor or 0
+    quote.tax_minor = renewal.quoted_tax_minor or 0
+    quote.commission_minor = renewal.quoted_commission_minor or 0
+    quote.breakdown = renewal.quoted_breakdown or {}
+    quote.total_renewed_times += 1
+    quote.updated_at = scope.now
+    renewal.status = "ACTIVE"
+    renewal.paid_on = scope.now
+    renewal.stage, renewal.next_transition_at = None, None
+    renewal.updated_at = scope.now
+    following = new_renewal(package, quote, definition, periods + 1, quote.end_at, scope.now)
+    package.renewals.append(following)
+    session.add(following)
+    package.updated_at = scope.now
+    booking = await render(package)
+    paid = renewal_json(renewal)
+    await record(
+        session,
+        partner_id=package.partner_id,
+        mode=package.mode,
+        type=EventType.RENEWAL_CREATED,
+        resource_type="booking",
+        resource_id=package.id,
+        payload={
+            "renewal": paid,
+            "booking": booking,
+            "amount": json_number(from_minor(renewal.quoted_price_minor, package.currency)),
+        },
+        at=scope.now,
+    )
+    return {**booking, "renewal_id": renewal.id, "renewal": paid}
+
+
+async def opt_out(
+    session: AsyncSession, scope: Scope, package_id: str, render: Render
+) -> dict[str, Any]:
+    """Stop renewing: open renewals are cancelled; the current period runs to its end."""
+    package = await load_package(session, scope, package_id, lock=True)
+    if not package.is_booking:
+        raise NotFound(f"Booking {package_id} not found.")
+    open_renewals = [r for r in package.renewals if r.paid_on is None and r.status in OPEN]
+    if not open_renewals:
+        raise Conflict(f"Booking {package_id} has no renewal to opt out of.")
+    for renewal in open_renewals:
+        renewal.status = "CANCELLED"
+        renewal.cancelled_on = scope.now
+        renewal.stage, renewal.next_transition_at = None, None
+        renewal.updated_at = scope.now
+    package.updated_at = scope.now
+    booking = await render(package)
+    await record(
+        session,
+        partner_id=package.partner_id,
+        mode=package.mode,
+        type=EventType.BOOKING_UPDATED,
+        resource_type="booking",
+        resource_id=package.id,
+        payload=booking,
+        at=scope.now,
+    )
+    return booking
