@@ -19,7 +19,8 @@ class Event(Base):
     __tablename__ = "events"
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
-    public_id: Mapped[str] = mapped_column(String(32), unique=True)
+    # A client-made unique value lets SQLite insert many events in one statement.
+    public_id: Mapped[str] = mapped_column(String(32), unique=True, insert_sentinel=True)
     partner_id: Mapped[int] = mapped_column(ForeignKey("partners.id", ondelete="CASCADE"))
     mode: Mapped[str] = mapped_column(String(8))
     type: Mapped[str] = mapped_column(String(48))

@@ -6,10 +6,10 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 from dateutil.relativedelta import relativedelta
-from sqlalchemy import not_, or_, select
+from sqlalchemy import Table, bindparam, not_, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from coverline.catalog.definition import ProductDefinition, parse_duration
@@ -122,20 +122,13 @@ class Transition:
     at: datetime
 
 
-def _advance(renewal: Renewal) -> EventType | None:
-    """Move one renewal one step along its clock; the event that step causes."""
-    if renewal.stage == "notify":
-        renewal.stage, renewal.next_transition_at = "due", renewal.due_date
-        return EventType.RENEWAL_NOTIFICATION
-    if renewal.stage == "due":
-        renewal.status = "DUE"
-        renewal.stage, renewal.next_transition_at = "expire", renewal.expiry_date
-        return EventType.RENEWAL_DUE
-    if renewal.stage == "expire":
-        renewal.status = "UNPAID"
-        renewal.stage, renewal.next_transition_at = None, None
-        return EventType.RENEWAL_EXPIRED
-    return None
+# The clock's steps: from a stage, the event, the new status (None: unchanged), the next
+# stage and the date column at which it falls.
+STEPS: dict[str, tuple[EventType, str | None, str | None, str | None]] = {
+    "notify": (EventType.RENEWAL_NOTIFICATION, None, "due", "due_date"),
+    "due": (EventType.RENEWAL_DUE, "DUE", "expire", "expiry_date"),
+    "expire": (EventType.RENEWAL_EXPIRED, "UNPAID", None, None),
+}
 
 
 async def run_due(
@@ -152,7 +145,7 @@ async def run_due(
     `partner_id` limits the run to that partner's sandbox (its test clock); otherwise
     sandboxes with a test clock of their own (`skip_sandbox_of`) are left to theirs.
     The caller's transaction holds the row locks (SKIP LOCKED on PostgreSQL), so any number
-    of schedulers can run side by side.
+    of schedulers can run side by side; the update is also conditional on the stage it read.
     """
     query = select(Renewal).where(Renewal.next_transition_at <= until)
     if partner_id is not None:
@@ -167,25 +160,60 @@ async def run_due(
     query = query.order_by(Renewal.next_transition_at, Renewal.id).limit(limit)
     if lock:
         query = query.with_for_update(skip_locked=True)
+    renewals = list(await session.scalars(query))
+    changes = []
     transitions = []
-    for renewal in await session.scalars(query):
+    for renewal in renewals:
+        step = STEPS.get(renewal.stage or "")
         at = renewal.next_transition_at
-        assert at is not None
-        kind = _advance(renewal)
-        if kind is None:
+        if step is None or at is None:
             continue
-        renewal.updated_at = at
+        kind, status, stage, column = step
+        changes.append(
+            {
+                "b_id": renewal.id,
+                "b_from": renewal.stage,
+                "b_status": status or renewal.status,
+                "b_stage": stage,
+                "b_next": getattr(renewal, column) if column else None,
+                "b_at": at,
+            }
+        )
+        transitions.append(Transition(kind, renewal.id, renewal.package_id, at))
+    if not changes:
+        return []
+    # One statement for the whole batch; the ORM copies are not used again.
+    for renewal in renewals:
+        session.expunge(renewal)
+    table = cast(Table, Renewal.__table__)
+    connection = await session.connection()
+    await connection.execute(
+        update(table)
+        .where(table.c.id == bindparam("b_id"), table.c.stage == bindparam("b_from"))
+        .values(
+            status=bindparam("b_status"),
+            stage=bindparam("b_stage"),
+            next_transition_at=bindparam("b_next"),
+            updated_at=bindparam("b_at"),
+        ),
+        changes,
+    )
+    by_id = {renewal.id: renewal for renewal in renewals}
+    for change, transition in zip(changes, transitions, strict=True):
+        renewal = by_id[transition.renewal_id]
+        renewal.status = change["b_status"]
+        renewal.stage = change["b_stage"]
+        renewal.next_transition_at = change["b_next"]
         await record(
             session,
             partner_id=renewal.partner_id,
             mode=renewal.mode,
-            type=kind,
+            type=transition.type,
             resource_type="booking",
             resource_id=renewal.package_id,
             payload={"renewal": renewal_json(renewal)},
-            at=at,
+            at=transition.at,
         )
-        transitions.append(Transition(kind, renewal.id, renewal.package_id, at))
     return transitions
 
 

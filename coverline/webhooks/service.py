@@ -205,17 +205,30 @@ async def signing_material(
 
 
 async def fan_out(session: AsyncSession, event: Event) -> None:
-    """Create the deliveries of a new event, in the transaction that wrote it."""
+    """Create the deliveries of a new event, in the transaction that wrote it.
+
+    A transaction that writes many events (a scheduler batch) looks the endpoints of a
+    partner and mode up once.
+    """
     if event.type not in formats.XCOVER_EVENTS:
         return
-    endpoints = await session.scalars(
-        select(WebhookEndpoint).where(
-            WebhookEndpoint.partner_id == event.partner_id,
-            WebhookEndpoint.mode == event.mode,
-            WebhookEndpoint.enabled.is_(True),
-            WebhookEndpoint.deleted_at.is_(None),
-        )
+    cache: dict[tuple[int, str], list[WebhookEndpoint]] = session.info.setdefault(
+        "webhook_endpoints", {}
     )
+    key = (event.partner_id, event.mode)
+    endpoints = cache.get(key)
+    if endpoints is None:
+        endpoints = list(
+            await session.scalars(
+                select(WebhookEndpoint).where(
+                    WebhookEndpoint.partner_id == event.partner_id,
+                    WebhookEndpoint.mode == event.mode,
+                    WebhookEndpoint.enabled.is_(True),
+                    WebhookEndpoint.deleted_at.is_(None),
+                )
+            )
+        )
+        cache[key] = endpoints
     for endpoint in endpoints:
         deliver_to(session, endpoint, event)
 
