@@ -13,6 +13,8 @@ from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.staticfiles import StaticFiles
+from sqlalchemy import text
+from sqlalchemy.exc import SQLAlchemyError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import HTMLResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -21,9 +23,11 @@ from coverline.auxiliary.api import router as auxiliary_router
 from coverline.bookings.api import router as bookings_router
 from coverline.bookings.lifecycle_api import router as lifecycle_router
 from coverline.config import Settings, get_settings
+from coverline.dashboard.app import create_dashboard
 from coverline.documents.api import router as documents_router
 from coverline.kit.errors import CoverlineError, PayloadTooLarge
 from coverline.kit.http import JSONResponse, translate_validation_error
+from coverline.messaging.api import router as messaging_router
 from coverline.partners.api import router as keys_router
 from coverline.partners.deps import authenticated
 from coverline.partners.ratelimit import RateLimitState
@@ -164,11 +168,13 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     app.include_router(lifecycle_router)
     app.include_router(keys_router)
     app.include_router(webhooks_router)
+    app.include_router(messaging_router)
     app.include_router(renewals_router)
     app.include_router(sandbox_router)
     app.include_router(documents_router)
     app.include_router(auxiliary_router, dependencies=[Depends(authenticated)])
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
+    app.mount("/dashboard", create_dashboard(lambda: app.state.services), name="dashboard")
 
     @app.get("/api/docs", include_in_schema=False)
     async def api_docs() -> HTMLResponse:
@@ -182,7 +188,20 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
 
     @app.get("/healthz", include_in_schema=False)
     async def healthz() -> dict[str, Any]:
+        """The process answers."""
         return {"status": "ok"}
+
+    @app.get("/readyz", include_in_schema=False)
+    async def readyz(request: Request) -> Response:
+        """The process can serve: its database answers."""
+        services: Services = request.app.state.services
+        try:
+            async with services.database.reading() as session:
+                await session.execute(text("SELECT 1"))
+        except (OSError, SQLAlchemyError) as exc:
+            body = {"status": "unavailable", "database": type(exc).__name__}
+            return JSONResponse(body, status_code=503)
+        return JSONResponse({"status": "ok", "database": "ok"})
 
     app.add_middleware(RequestGuard, max_body_bytes=settings.max_body_bytes)
     return app

@@ -17,6 +17,8 @@ partner_app = typer.Typer(help="Partners and their API keys.", no_args_is_help=T
 catalog_app = typer.Typer(help="Products and their versions.", no_args_is_help=True)
 app.add_typer(partner_app, name="partner")
 app.add_typer(catalog_app, name="catalog")
+user_app = typer.Typer(help="Dashboard users.", no_args_is_help=True)
+app.add_typer(user_app, name="user")
 
 DEMO_CATALOG = Path(__file__).parent / "catalog" / "demo" / "catalog.yaml"
 DEMO_PARTNER_CODE = "DEMO1"
@@ -280,14 +282,16 @@ def serve(
 async def _run_worker(settings: Settings) -> None:
     import signal
 
-    from coverline.runtime import Services
-    from coverline.worker import Worker
-
-    services = Services.build(settings)
+    # Before the slow imports: a SIGTERM during start-up is a clean stop, not a kill.
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
+
+    from coverline.runtime import Services
+    from coverline.worker import Worker
+
+    services = Services.build(settings)
     try:
         await Worker(services).run(stop)
     finally:
@@ -305,6 +309,65 @@ def worker() -> None:
     _migrate(settings)
     typer.echo(f"Worker started on {settings.resolved_database_url}.")
     asyncio.run(_run_worker(settings))
+
+
+async def _create_user(
+    settings: Settings, partner_code: str | None, email: str, operator: bool, password: str
+) -> tuple[str, str | None]:
+    """The new user's e-mail, and the one-time password made when none was given."""
+    from coverline.dashboard.auth import create_user, generated_password
+    from coverline.partners.service import get_partner
+
+    one_time = None if password else generated_password()
+
+    async def work(services: Any) -> str:
+        async with services.database.transaction() as session:
+            partner = await get_partner(session, partner_code) if partner_code else None
+            user = await create_user(
+                session,
+                email=email,
+                password=password or one_time or "",
+                partner=partner,
+                is_operator=operator,
+                now=services.clock.now(),
+                must_change_password=one_time is not None,
+            )
+        return str(user.email)
+
+    address: str = await _with_services(settings, work)
+    return address, one_time
+
+
+@user_app.command("create")
+def user_create(
+    email: Annotated[str, typer.Option("--email", help="The user's e-mail address.")],
+    partner: Annotated[
+        str | None, typer.Option("--partner", help="The code of the user's partner.")
+    ] = None,
+    operator: Annotated[
+        bool, typer.Option("--operator", help="An operator: sees and manages every partner.")
+    ] = False,
+) -> None:
+    """Create a dashboard user. The password is read from standard input when one is piped
+    in; otherwise a one-time password is printed, to be changed at the first sign-in."""
+    from coverline.kit.errors import CoverlineError
+
+    password = ""
+    if sys.stdin is not None and not sys.stdin.isatty():
+        piped = sys.stdin.read()
+        password = piped.splitlines()[0] if piped.strip() else ""
+    settings = get_settings()
+    _migrate(settings)
+    try:
+        created = asyncio.run(_create_user(settings, partner, email, operator, password))
+    except CoverlineError as exc:
+        _fail(f"{exc.message} {json.dumps(exc.errors) if exc.errors else ''}".strip())
+        return
+    address, one_time = created
+    role = "operator" if operator else f"user of partner {partner.upper() if partner else ''}"
+    typer.echo(f"Dashboard {role} {address} created.")
+    if one_time:
+        typer.echo(f"One-time password (shown once; change it at the first sign-in): {one_time}")
 
 
 def main() -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from functools import cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -36,6 +37,35 @@ class Settings(BaseSettings):
     webhook_disable_after_hours: float = 24.0
     webhook_disable_after_failures: int = 10
 
+    # Customer messaging (docs/messaging.md): SMTP for e-mail, one SMS provider.
+    smtp_host: str | None = None
+    smtp_port: int | None = None  # 587 for starttls, 465 for tls, 25 for none
+    smtp_username: str | None = None
+    smtp_password: str | None = None
+    smtp_tls: Literal["none", "starttls", "tls"] = "starttls"
+    smtp_timeout_seconds: float = 30.0
+    email_from: str | None = None
+    sms_provider: Literal["twilio", "africastalking"] | None = None
+    twilio_account_sid: str | None = None
+    twilio_auth_token: str | None = None
+    twilio_from: str | None = None
+    twilio_messaging_service_sid: str | None = None
+    twilio_base_url: str = "https://api.twilio.com"
+    africastalking_username: str | None = None
+    africastalking_api_key: str | None = None
+    africastalking_from: str | None = None
+    africastalking_base_url: str = "https://api.africastalking.com"
+    message_max_attempts: int = 5
+    message_retry_base_seconds: float = 30.0
+    message_lease_seconds: float = 90.0
+    message_poll_seconds: float = 0.2
+    message_max_in_flight: int = 16
+    message_expiry_hours: float = 24.0
+
+    # Mark dashboard cookies Secure even when a proxy terminates TLS and forwards plain HTTP.
+    dashboard_secure_cookies: bool = False
+    dashboard_session_hours: float = 12.0
+
     log_level: str = "info"
 
     @property
@@ -47,6 +77,12 @@ class Settings(BaseSettings):
     @property
     def is_sqlite(self) -> bool:
         return self.resolved_database_url.startswith("sqlite")
+
+    @property
+    def resolved_smtp_port(self) -> int:
+        if self.smtp_port is not None:
+            return self.smtp_port
+        return {"tls": 465, "starttls": 587}.get(self.smtp_tls, 25)
 
 
 @cache

@@ -13,6 +13,11 @@ from datetime import timedelta
 from sqlalchemy import delete, select
 
 from coverline.kit.aio import pause
+from coverline.messaging.dispatcher import (
+    MessageDispatcher,
+    dispatch_settings_from,
+    transports_from,
+)
 from coverline.renewals.scheduler import Scheduler
 from coverline.runtime import Services
 from coverline.webhooks.dispatcher import Dispatcher, DispatchSettings
@@ -42,11 +47,21 @@ class Worker:
             services.database, services.box, services.clock, dispatch_settings(services)
         )
         self.scheduler = Scheduler(services.database, services.clocks)
+        self.messages = MessageDispatcher(
+            services.database,
+            services.clock,
+            transports_from(services.settings),
+            dispatch_settings_from(services.settings),
+            services.clocks,
+        )
 
     async def run(self, stop: asyncio.Event) -> None:
-        async with self.dispatcher:
+        async with self.dispatcher, self.messages:
             await asyncio.gather(
-                self.dispatcher.run(stop), self.scheduler.run(stop), self._housekeeping(stop)
+                self.dispatcher.run(stop),
+                self.messages.run(stop),
+                self.scheduler.run(stop),
+                self._housekeeping(stop),
             )
 
     async def _housekeeping(self, stop: asyncio.Event) -> None:

@@ -205,7 +205,6 @@ async def _apply(
     package.updated_at = scope.now
     cancellation.status = CONFIRMED
     cancellation.confirmed_at = scope.now
-    cancellation.confirm_before = None
     return await _emit(
         session, scope, package, EventType.BOOKING_CANCELLED, _with_refunds(render, cancellation)
     )
@@ -233,7 +232,7 @@ async def cancel(
         lines={"quotes": lines},
         basis=fingerprint(package),
         effective_at=scope.now,
-        confirm_before=scope.now + PREVIEW_TTL,
+        confirm_before=scope.now + PREVIEW_TTL if data.preview else None,
         created_at=scope.now,
         confirmed_at=None,
     )

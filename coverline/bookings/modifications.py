@@ -350,6 +350,7 @@ async def confirm_update(
             f"Update {update_id} expired at {server_time(update.expires_at)}; "
             "quote the change again."
         )
+    _require_changeable(package)
     if fingerprint(package) != update.basis:
         raise Conflict(
             f"Booking {booking_id} changed after update {update_id} was quoted; "

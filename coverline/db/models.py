@@ -2,8 +2,10 @@
 
 from coverline.bookings.models import BookingUpdate, Cancellation, Instalment
 from coverline.catalog.models import FxRate, Product, ProductVersion
+from coverline.dashboard.models import DashboardSession, DashboardUser
 from coverline.db.base import Base
 from coverline.events.models import Event
+from coverline.messaging.models import Message, MessageTemplate, MessagingSettings
 from coverline.partners.models import ApiCredential, IdempotencyKey, Partner
 from coverline.quotes.models import Policyholder, Quote, QuotePackage
 from coverline.renewals.models import Renewal
@@ -16,10 +18,15 @@ __all__ = [
     "ApiCredential",
     "BookingUpdate",
     "Cancellation",
+    "DashboardSession",
+    "DashboardUser",
     "Event",
     "FxRate",
     "IdempotencyKey",
     "Instalment",
+    "Message",
+    "MessageTemplate",
+    "MessagingSettings",
     "Partner",
     "Policyholder",
     "Product",

@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from coverline.events.models import Event
 from coverline.kit import ids
+from coverline.messaging import service as messaging
 from coverline.webhooks.service import fan_out
 
 
@@ -53,4 +54,5 @@ async def record(
     )
     session.add(event)
     await fan_out(session, event)
+    await messaging.fan_out(session, event)
     return event

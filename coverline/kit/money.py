@@ -112,7 +112,13 @@ def format_money(amount: Decimal, currency: str, locale: str = DEFAULT_LOCALE) -
 
     An unknown locale falls back to `en_GB` rather than failing a response.
     """
+    return _format(quantize(amount, currency), currency, locale)
+
+
+@lru_cache(maxsize=8192)
+def _format(amount: Decimal, currency: str, locale: str) -> str:
+    """Babel's formatting is slow and responses repeat the same few amounts: memoised."""
     babel_locale = _locale(locale)
-    text = str(format_currency(quantize(amount, currency), currency, locale=babel_locale))
+    text = str(format_currency(amount, currency, locale=babel_locale))
     symbol = _display_symbol(currency, babel_locale)
     return text.replace(currency, symbol, 1) if symbol else text

@@ -161,7 +161,7 @@ async def run_due(
     if lock:
         query = query.with_for_update(skip_locked=True)
     renewals = list(await session.scalars(query))
-    changes = []
+    changes: list[dict[str, Any]] = []
     transitions = []
     for renewal in renewals:
         step = STEPS.get(renewal.stage or "")

@@ -88,9 +88,7 @@ def gadget(start: datetime, **changes: Any) -> dict[str, Any]:
     return item
 
 
-async def instant(
-    partner: PartnerFixture, *items: dict[str, Any], **body: Any
-) -> dict[str, Any]:
+async def instant(partner: PartnerFixture, *items: dict[str, Any], **body: Any) -> dict[str, Any]:
     """An instant booking (customer country from the policyholder: GB)."""
     request = {"request": list(items), "currency": "GBP", "policyholder": policyholder(), **body}
     response = await partner.sandbox.call("POST", "instant_booking/", request)

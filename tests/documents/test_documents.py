@@ -36,3 +36,10 @@ async def test_pds_and_certificate(http: httpx.AsyncClient, partner: PartnerFixt
     assert missing.status_code == 404
     unknown = await http.get("/pds/AAAAA-BBBBB-INS")
     assert unknown.status_code == 404
+
+
+async def test_health_and_readiness(http: httpx.AsyncClient) -> None:
+    assert (await http.get("/healthz")).json() == {"status": "ok"}
+    ready = await http.get("/readyz")
+    assert ready.status_code == 200
+    assert ready.json() == {"status": "ok", "database": "ok"}

@@ -27,6 +27,17 @@ PARTNER_OPERATIONS = {
     "bookings/": {"get"},
     "bookings/{package_id}/": {"get", "post", "patch"},
     "bookings/{package_id}/confirm": {"put"},
+    "bookings/{package_id}/quote_for_update": {"patch"},
+    "bookings/{package_id}/confirm_update/{update_id}/": {"post"},
+    "bookings/{package_id}/cancel": {"post"},
+    "bookings/{package_id}/confirm_cancellation/{cancellation_id}/": {"post"},
+    "bookings/{package_id}/instalments/": {"get", "post"},
+    "renewals/{package_id}/quote_for_renewal/": {"patch"},
+    "renewals/{package_id}/confirm/{renewal_id}/": {"post"},
+    "renewals/{package_id}/opt_out/": {"post"},
+    "webhooks/": {"get", "post"},
+    "webhooks/{endpoint_id}/": {"get", "patch", "delete"},
+    "sandbox/clock": {"get", "post"},
 }
 CONTENT_TYPES = {".js": "javascript", ".css": "text/css", ".png": "image/png"}
 ABSOLUTE_URL = re.compile(r"""(?:https?:)?//[^\s"'<>)]+""")

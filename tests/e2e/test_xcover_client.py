@@ -626,3 +626,129 @@ def test_bearer_and_wrong_signature(server: CoverlineServer, partner: dict[str, 
         other_partner = "/api/partners/ZZZZ9/bookings/"
         foreign = http.get(other_partner, headers=bearer_header)
         assert foreign.status_code == 404, foreign.text
+
+
+def test_booking_modification_quote_workflow(client: RecordingXCover) -> None:
+    booking = client.instant_booking(instant_body(ticket_item(), holder("Marcia", "Hughes")))
+    qid = booking["quotes"][0]["id"]
+    priced = client.booking_modification_quote(
+        booking["id"],
+        {"quotes": [{"id": qid, "update_fields": {"tickets": [{"price": 100500}]}}]},
+    )
+    assert_recorded(client, priced, "test_booking_modification_quote_workflow", 1)
+    assert priced["update_id"].endswith("-UPD")
+    assert priced["total_price_diff"] > 0
+    unchanged = client.get_booking(booking["id"])
+    assert_recorded(client, unchanged, "test_booking_modification_quote_workflow", 2)
+    assert unchanged["total_price"] == booking["total_price"]
+    confirmed = client.confirm_booking_modification(booking["id"], priced["update_id"])
+    assert_recorded(client, confirmed, "test_booking_modification_quote_workflow", 3)
+    assert confirmed["total_price"] == priced["total_price"]
+    after = client.get_booking(booking["id"])
+    assert_recorded(client, after, "test_booking_modification_quote_workflow", 4)
+    assert after["total_price"] == priced["total_price"]
+
+
+def test_cancel_booking_immediately(client: RecordingXCover) -> None:
+    booking = client.instant_booking(instant_body(ticket_item(), holder("Nancy", "Wade")))
+    cancelled = client.cancel_booking(booking["id"])
+    assert_recorded(client, cancelled, "test_cancel_booking", 1)
+    assert cancelled["status"] == "CANCELLED"
+    assert cancelled["total_refund"] == booking["total_price"]  # within cooling-off
+    after = client.get_booking(booking["id"])
+    assert_recorded(client, after, "test_cancel_booking", 2)
+    assert after["status"] == "CANCELLED"
+    assert after["quotes"][0]["can_be_cancelled"] is False
+
+
+def test_cancel_booking_with_confirmation(client: RecordingXCover) -> None:
+    booking = client.instant_booking(instant_body(ticket_item(), holder("Hector", "Solis")))
+    preview = client.cancel_booking(booking["id"], {"preview": True})
+    assert_recorded(client, preview, "test_cancel_booking_with_confirmation", 1)
+    assert preview["cancellation_id"].endswith("-CCL")
+    still = client.get_booking(booking["id"])
+    assert_recorded(client, still, "test_cancel_booking_with_confirmation", 2)
+    assert still["status"] == "CONFIRMED"
+    done = client.confirm_booking_cancellation(booking["id"], preview["cancellation_id"])
+    assert_recorded(client, done, "test_cancel_booking_with_confirmation", 3)
+    assert done["total_refund"] == preview["total_refund"]
+    after = client.get_booking(booking["id"])
+    assert_recorded(client, after, "test_cancel_booking_with_confirmation", 4)
+    assert after["status"] == "CANCELLED"
+
+
+def test_get_instalments(client: RecordingXCover) -> None:
+    start = datetime.now(UTC) + timedelta(hours=17)
+    item = ticket_item(
+        policy_start_date=iso(start), event_datetime=iso(start + timedelta(hours=12))
+    )
+    created = client.create_quote(quote_body(item))
+    assert_recorded(client, created, "test_get_instalments", 0)
+    qid = created["quotes"]["0"]["id"]
+    booking = client.create_booking(
+        created["id"],
+        {
+            "quotes": [{"id": qid, "instalment_plan": "1year-monthly"}],
+            "policyholder": holder("Courtney", "Dillon"),
+        },
+    )
+    assert_recorded(client, booking, "test_get_instalments", 1)
+    schedule = client.get_instalments(booking["id"])
+    assert_recorded(client, schedule, "test_get_instalments", 2)
+    assert len(schedule["quotes"][0]["payment_schedule"]) == 12
+    paid = client.update_instalment_payment_status(
+        booking["id"],
+        {
+            "quotes": [
+                {
+                    "id": qid,
+                    "payment_attempted_date": item["policy_start_date"],
+                    "payment_status": "PAID",
+                    "instalment_number": 2,
+                }
+            ]
+        },
+    )
+    assert paid is True
+    assert (client.last.request.method, client.last.status_code) == recorded_call(
+        "test_get_instalments", 3
+    )
+    second = client.get_instalments(booking["id"])["quotes"][0]["payment_schedule"][1]
+    assert second["status"] == "PAID"
+
+
+def gadget_body() -> dict[str, Any]:
+    start = datetime.now(UTC) + timedelta(hours=1)
+    return {
+        "request": [
+            {
+                "policy_type": "gadget_cover",
+                "policy_type_version": 1,
+                "policy_start_date": iso(start),
+                "device_type": "phone",
+                "device_make": "Tecno",
+                "device_model": "Camon 30",
+                "device_value": 450000,
+            }
+        ],
+        "currency": "NGN",
+        "customer_country": "NG",
+        "policyholder": {**holder("Ọláolúwa", "Adéwálé"), "country": "NG"},
+    }
+
+
+def test_renewal_quote_confirm_and_opt_out(client: RecordingXCover) -> None:
+    booking = client.instant_booking(gadget_body())
+    quote = booking["quotes"][0]
+    assert quote["is_renewable"] is True
+    first = quote["next_renewal"]
+    quoted = client.quote_for_renewal(booking["id"])
+    assert quoted["renewal_id"] == first["id"]
+    assert quoted["renewal"]["policy_start_date"] == quote["policy_end_date"]
+    renewed = client.renewal_confirmation(booking["id"], quoted["renewal_id"])
+    assert renewed["renewal"]["paid_on"] is not None
+    assert renewed["quotes"][0]["total_renewed_times"] == 1
+    assert renewed["quotes"][0]["next_renewal"]["id"] != first["id"]
+    out = client.renewal_opt_out(booking["id"])
+    assert out["quotes"][0]["next_renewal"] is None
+    assert client.get_booking(booking["id"])["quotes"][0]["next_renewal"] is None

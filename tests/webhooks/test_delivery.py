@@ -201,3 +201,26 @@ async def test_sandbox_events_never_reach_live_endpoints(
             select(WebhookDelivery).where(WebhookDelivery.partner_id == partner.id)
         )
         assert list(rows) == []
+
+
+async def test_created_then_cancelled_arrive_in_that_order_while_failing(
+    partner: PartnerFixture, receiver: Receiver, dispatcher: Dispatcher
+) -> None:
+    endpoint = await add_endpoint(partner.sandbox, receiver.url, retry_schedule=[0.3, 0.3, 0.3])
+    receiver.answer(Answer(status=503), Answer(status=503), Answer(status=503))
+    booking = await instant(partner)
+    cancelled = await partner.sandbox.call("POST", f"bookings/{booking['id']}/cancel", {})
+    assert cancelled.status_code == 200, cancelled.text
+    await receiver.wait_for(5)
+    assert receiver.events() == [
+        "BOOKING_CREATED",
+        "BOOKING_CREATED",
+        "BOOKING_CREATED",
+        "BOOKING_CREATED",
+        "BOOKING_CANCELLED",
+    ]
+    final = receiver.received[-1].json()["payload"]
+    assert final["status"] == "CANCELLED"
+    assert final["quotes"][0]["refund_value"] == booking["total_price"]
+    detail = await settle(partner, endpoint, "succeeded")
+    assert detail["event"] == "BOOKING_CANCELLED"

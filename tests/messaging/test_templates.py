@@ -1,0 +1,276 @@
+"""Partners' settings and templates through the API: templates are checked when saved
+(unknown variables are refused and nothing is saved), previews render sample or real data,
+and the sandbox keeps templates from reaching anything they should not."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from coverline.messaging.context import Branding, sample_context
+from coverline.messaging.templates import EMAIL, KINDS, SMS, Source, check_source, render_built_in
+from tests.conftest import PartnerFixture
+from tests.messaging.conftest import FULL_NAME, NAME_FIRST, customer_email, gadget_request, sell
+
+PURCHASE_EMAIL = "messaging/templates/purchase/email/en"
+
+
+async def templates_of(partner: PartnerFixture) -> list[dict[str, Any]]:
+    response = await partner.sandbox.call("GET", "messaging/templates/")
+    assert response.status_code == 200, response.text
+    return list(response.json()["results"])
+
+
+async def test_an_unknown_variable_is_refused_and_nothing_is_saved(
+    partner: PartnerFixture,
+) -> None:
+    before = await templates_of(partner)
+    refused = await partner.sandbox.call(
+        "PUT",
+        PURCHASE_EMAIL,
+        {
+            "subject": "Thanks {{ customer.first_name }}",
+            "text": "Use {{ coupon_code }} on {{ booking.id }} before {{ expiry }}.",
+        },
+    )
+    assert refused.status_code == 422
+    assert refused.json() == {
+        "type": "validation_error",
+        "message": "An API error occurred.",
+        "errors": {"text": ["Unknown variables: coupon_code, expiry."]},
+    }
+    assert await templates_of(partner) == before
+    purchase = next(t for t in before if (t["event"], t["channel"]) == ("purchase", EMAIL))
+    assert purchase["source"] == "built_in"
+
+
+@pytest.mark.parametrize(
+    ("template", "errors"),
+    [
+        (
+            {"subject": "Hi {{ customer.first_name ", "text": "x"},
+            {"subject": ["Line 1: unexpected end of template, expected 'end of print statement'."]},
+        ),
+        (
+            {"subject": "Hi", "text": "{{ booking.nonexistent }}"},
+            {"text": ["'dict object' has no attribute 'nonexistent'"]},
+        ),
+        (
+            {"subject": "Hi", "text": "{% include 'email/base.html' %}"},
+            {"text": ["Templates cannot include, import or extend other templates."]},
+        ),
+        (
+            {"subject": "Hi", "text": "{{ customer.__class__.__mro__ }}"},
+            {"text": ["access to attribute '__class__' of 'dict' object is unsafe."]},
+        ),
+        (
+            {"subject": "Hi", "text": "{{ 'x' * 100000000 }}"},
+            {"text": ["Repetition too long."]},
+        ),
+        ({"text": "No subject"}, {"subject": ["This field is required."]}),
+        ({"subject": "  ", "text": "x"}, {"subject": ["This field may not be blank."]}),
+        (
+            {"subject": "Hi", "text": "x", "html": "<p>{{ partner.nme }}</p>"},
+            {"html": ["'dict object' has no attribute 'nme'"]},
+        ),
+    ],
+)
+async def test_templates_that_cannot_be_used_are_refused(
+    partner: PartnerFixture, template: dict[str, Any], errors: dict[str, Any]
+) -> None:
+    refused = await partner.sandbox.call("PUT", PURCHASE_EMAIL, template)
+    assert refused.status_code == 422, refused.text
+    assert refused.json()["errors"] == errors
+    assert all(t["source"] == "built_in" for t in await templates_of(partner))
+
+
+async def test_sms_templates_have_a_text_only(partner: PartnerFixture) -> None:
+    refused = await partner.sandbox.call(
+        "PUT", "messaging/templates/purchase/sms/en", {"subject": "x", "text": "y"}
+    )
+    assert refused.status_code == 422
+    assert refused.json()["errors"] == {
+        "text": ["SMS templates have a text only (no subject, no html)."]
+    }
+
+
+async def test_wrong_addresses(partner: PartnerFixture) -> None:
+    body = {"subject": "x", "text": "y"}
+    cases = {
+        "messaging/templates/launch/email/en": {"event"},
+        "messaging/templates/purchase/fax/en": {"channel"},
+        "messaging/templates/purchase/email/english": {"language"},
+    }
+    for path, fields in cases.items():
+        response = await partner.sandbox.call("PUT", path, body)
+        assert response.status_code == 422, path
+        assert set(response.json()["errors"]) == fields
+
+
+async def test_save_list_preview_and_delete(partner: PartnerFixture) -> None:
+    template = {
+        "subject": "{{ partner.name }}: {{ policy.name }} for {{ customer.full_name }}",
+        "text": "{% for p in policies %}{{ p.name }} costs {{ p.price }}.\n{% endfor %}",
+        "html": "<h1 style='color: {{ partner.brand_colour }}'>{{ customer.full_name }}</h1>",
+    }
+    saved = await partner.sandbox.call("PUT", "messaging/templates/purchase/email/FR_ca", template)
+    assert saved.status_code == 200, saved.text
+    assert saved.json()["language"] == "fr-ca"
+    assert saved.json()["source"] == "partner"
+
+    listed = await partner.sandbox.call("GET", "messaging/templates/")
+    body = listed.json()
+    assert set(body["variables"]) >= {"customer", "booking", "policies", "renewal", "refund"}
+    assert body["count"] == len(KINDS) * 2 + 1
+    mine = [t for t in body["results"] if t["source"] == "partner"]
+    assert [(t["event"], t["channel"], t["language"]) for t in mine] == [
+        ("purchase", EMAIL, "fr-ca")
+    ]
+
+    preview = await partner.sandbox.call(
+        "POST", "messaging/templates/purchase/email/fr-ca/preview", {}
+    )
+    assert preview.status_code == 200, preview.text
+    shown = preview.json()
+    assert shown["subject"] == (
+        f"Partner {partner.code}: Gadget Cover for your Tecno Camon 30 for {FULL_NAME}"
+    )
+    assert shown["text"] == "Gadget Cover for your Tecno Camon 30 costs ₦5,000.00.\n"
+    assert shown["html"] == f"<h1 style='color: #1a56db'>{FULL_NAME}</h1>"
+
+    address = customer_email()
+    booking = await sell(partner.sandbox, gadget_request(address))
+    real = await partner.sandbox.call(
+        "POST",
+        "messaging/templates/purchase/email/fr-ca/preview",
+        {"booking": booking["id"]},
+    )
+    assert real.status_code == 200, real.text
+    price = booking["quotes"][0]["price_formatted"]
+    assert real.json()["text"] == f"Gadget Cover for your Tecno Camon 30 costs {price}.\n"
+
+    deleted = await partner.sandbox.call("DELETE", "messaging/templates/purchase/email/fr-ca")
+    assert deleted.status_code == 204
+    again = await partner.sandbox.call("DELETE", "messaging/templates/purchase/email/fr-ca")
+    assert again.status_code == 404
+    built_in = await partner.sandbox.call(
+        "POST", "messaging/templates/purchase/email/fr-ca/preview", {}
+    )
+    assert built_in.json()["subject"] == "Your cover is confirmed: booking GX7KD-4M2QP-INS"
+
+
+async def test_preview_of_a_draft_and_of_another_partners_booking(
+    partner: PartnerFixture, other_partner: PartnerFixture
+) -> None:
+    draft = await partner.sandbox.call(
+        "POST",
+        "messaging/templates/renewal_due/sms/en/preview",
+        {"text": "{{ customer.first_name }}: renew by {{ renewal.expiry_date }}"},
+    )
+    assert draft.status_code == 200, draft.text
+    assert draft.json() == {
+        "event": "renewal_due",
+        "channel": SMS,
+        "language": "en",
+        "subject": None,
+        "text": f"{NAME_FIRST}: renew by 14 June 2030, 09:00 UTC",
+        "html": None,
+    }
+    bad = await partner.sandbox.call(
+        "POST", "messaging/templates/renewal_due/sms/en/preview", {"text": "{{ nope }}"}
+    )
+    assert bad.status_code == 422
+    assert bad.json()["errors"] == {"text": ["Unknown variables: nope."]}
+
+    theirs = await sell(other_partner.sandbox, gadget_request(customer_email()))
+    hidden = await partner.sandbox.call(
+        "POST", "messaging/templates/purchase/email/en/preview", {"booking": theirs["id"]}
+    )
+    assert hidden.status_code == 404
+
+
+async def test_settings_put_patch_and_validation(partner: PartnerFixture) -> None:
+    defaults = (await partner.live.call("GET", "messaging/settings")).json()
+    assert defaults == {
+        "mode": "live",
+        "enabled": True,
+        "channels": ["email"],
+        "events": list(KINDS),
+        "sender_name": None,
+        "sender_email": None,
+        "reply_to": None,
+        "support_url": None,
+        "brand_colour": "#1a56db",
+        "sms_sender": None,
+        "send_in_sandbox": False,
+        "effective": {"sender_name": f"Partner {partner.code}", "reply_to": None, "sending": True},
+    }
+    sandbox = (await partner.sandbox.call("GET", "messaging/settings")).json()
+    assert sandbox["effective"]["sending"] is False
+
+    put = await partner.live.call(
+        "PUT",
+        "messaging/settings",
+        {
+            "channels": ["sms", "email"],
+            "events": ["cancellation", "purchase"],
+            "sender_name": "Shop NG — Cover",
+            "reply_to": "Help@Shop-NG.example",
+            "support_url": "https://shop-ng.example/help",
+            "brand_colour": "#0A7D4F",
+            "sms_sender": "ShopNG",
+        },
+    )
+    assert put.status_code == 200, put.text
+    body = put.json()
+    assert body["channels"] == ["email", "sms"]
+    assert body["events"] == ["purchase", "cancellation"]
+    assert body["reply_to"] == "Help@shop-ng.example"
+    assert body["brand_colour"] == "#0a7d4f"
+    assert body["effective"]["sender_name"] == "Shop NG — Cover"
+
+    patched = await partner.live.call("PATCH", "messaging/settings", {"enabled": False})
+    assert patched.status_code == 200
+    assert patched.json()["enabled"] is False
+    assert patched.json()["sms_sender"] == "ShopNG"
+    replaced = await partner.live.call("PUT", "messaging/settings", {})
+    assert replaced.json()["sms_sender"] is None and replaced.json()["enabled"] is True
+
+    refusals = {
+        "brand_colour": "blue",
+        "channels": ["email", "pigeon"],
+        "events": ["birthday"],
+        "reply_to": "not an address",
+        "support_url": "javascript:alert(1)",
+        "sender_name": "Evil\r\nBcc: victim@example.com",
+        "sms_sender": "ThisIsTooLongForAnSms",
+        "surprise": True,
+    }
+    for name, value in refusals.items():
+        refused = await partner.live.call("PUT", "messaging/settings", {name: value})
+        assert refused.status_code == 422, name
+        assert name in refused.json()["errors"], refused.json()
+    null = await partner.live.call("PATCH", "messaging/settings", {"channels": None})
+    assert null.status_code == 422
+    assert null.json()["errors"] == {"channels": ["This field may not be null."]}
+    after = (await partner.live.call("GET", "messaging/settings")).json()
+    assert after == replaced.json()
+
+
+def test_every_built_in_template_renders_the_sample() -> None:
+    branding = Branding(
+        "Shop NG", "https://shop-ng.example/help", "help@shop-ng.example", "#0a7d4f"
+    )
+    for kind in KINDS:
+        context = sample_context(kind, branding, "en")
+        email = render_built_in(kind, EMAIL, context)
+        assert email.subject and "\n" not in email.subject
+        assert email.text.startswith(f"Dear {NAME_FIRST},\n\n")
+        assert "\n\n\n" not in email.text
+        assert email.html is not None and "#0a7d4f" in email.html
+        sms = render_built_in(kind, SMS, context)
+        assert sms.subject is None and sms.html is None
+        assert sms.text.startswith(f"Shop NG: Hi {NAME_FIRST}")
+        source = Source(email.subject, "{{ customer.first_name }}", None)
+        assert check_source(source, EMAIL, context) == {}
