@@ -212,8 +212,8 @@ async def save_settings(
             changes=values,
         )
     )
-    row = await session.get(MessagingSettings, (partner_id, mode), populate_existing=True)
-    assert row is not None
+    # Refresh the row this session may hold from before the upsert.
+    await session.get(MessagingSettings, (partner_id, mode), populate_existing=True)
     return await load_config(session, partner_id, mode)
 
 
@@ -253,17 +253,18 @@ def _check_address(kind: str, channel: str, language: str) -> str:
 
 
 def template_json(
-    kind: str, channel: str, language: str, source: Source, row: MessageTemplate | None
+    kind: str, channel: str, language: str, source: Source, saved_at: datetime | None
 ) -> dict[str, Any]:
+    """A template; `saved_at` is when the partner saved its own (None: the built-in one)."""
     return {
         "event": kind,
         "channel": channel,
         "language": language,
-        "source": "partner" if row is not None else "built_in",
+        "source": "partner" if saved_at is not None else "built_in",
         "subject": source.subject,
         "text": source.text,
         "html": source.html,
-        "updated_at": server_time(row.updated_at) if row is not None else None,
+        "updated_at": server_time(saved_at) if saved_at is not None else None,
     }
 
 
@@ -289,12 +290,15 @@ async def list_templates(session: AsyncSession, partner_id: int, mode: str) -> l
         for channel in templates.CHANNELS:
             built_in = rows.get((kind, channel, templates.BUILT_IN_LANGUAGE))
             source = _source_of(built_in) if built_in else templates.built_in_source(kind, channel)
+            saved_at = built_in.updated_at if built_in else None
             listed.append(
-                template_json(kind, channel, templates.BUILT_IN_LANGUAGE, source, built_in)
+                template_json(kind, channel, templates.BUILT_IN_LANGUAGE, source, saved_at)
             )
             for (k, c, language), row in sorted(rows.items()):
                 if k == kind and c == channel and language != templates.BUILT_IN_LANGUAGE:
-                    listed.append(template_json(kind, channel, language, _source_of(row), row))
+                    listed.append(
+                        template_json(kind, channel, language, _source_of(row), row.updated_at)
+                    )
     return listed
 
 
@@ -337,11 +341,7 @@ async def save_template(
             changes={**changes, "updated_at": now},
         )
     )
-    return {
-        **template_json(kind, channel, language, source, None),
-        "source": "partner",
-        "updated_at": server_time(now),
-    }
+    return template_json(kind, channel, language, source, now)
 
 
 async def delete_template(

@@ -76,7 +76,10 @@ def attempt_json(attempt: WebhookAttempt) -> dict[str, Any]:
 
 
 def _scope(call: PartnerCall) -> service.EndpointScope:
-    return service.EndpointScope(call.principal.partner_id, call.principal.mode, call.scope.now)
+    """Webhooks run on real time, even for a sandbox whose test clock has moved on."""
+    return service.EndpointScope(
+        call.principal.partner_id, call.principal.mode, call.services.clock.now()
+    )
 
 
 def _allow_private(call: PartnerCall) -> bool:
@@ -164,7 +167,7 @@ async def rotate_secret(endpoint_id: str, call: PartnerCall = Depends(partner_ca
 async def send_test(endpoint_id: str, call: PartnerCall = Depends(partner_call)) -> Response:
     async def work(session: AsyncSession) -> tuple[int, Any]:
         endpoint = await service.get_endpoint(session, _scope(call), endpoint_id)
-        now = call.scope.now
+        now = call.services.clock.now()
         event = Event(
             public_id=ids.event_id(),
             partner_id=endpoint.partner_id,
@@ -233,7 +236,9 @@ async def redeliver(
 ) -> Response:
     async def work(session: AsyncSession) -> tuple[int, Any]:
         endpoint = await service.get_endpoint(session, _scope(call), endpoint_id)
-        delivery = await service.redeliver(session, endpoint, delivery_id, call.scope.now)
+        delivery = await service.redeliver(
+            session, endpoint, delivery_id, call.services.clock.now()
+        )
         return 202, {"id": delivery.public_id, "status": delivery.status}
 
     return await call.write(work)
@@ -251,7 +256,7 @@ async def recover(
         endpoint = await service.get_endpoint(session, _scope(call), endpoint_id)
         if data.since.tzinfo is None:
             raise ValidationFailed(errors={"since": ["Give a date-time with an offset."]})
-        count = await service.recover(session, endpoint, data.since, call.scope.now)
+        count = await service.recover(session, endpoint, data.since, call.services.clock.now())
         return 202, {"recovered": count}
 
     return await call.write(work)

@@ -259,3 +259,27 @@ async def test_concurrent_schedulers_apply_each_transition_once(
         )
     assert counts == {"RENEWAL_NOTIFICATION": 5, "RENEWAL_DUE": 5, "RENEWAL_EXPIRED": 5}
     assert len(bookings) == 5
+
+
+async def test_redelivery_after_the_test_clock_moved_is_sent_in_real_time(
+    partner: PartnerFixture, receiver: Receiver, dispatcher: Dispatcher
+) -> None:
+    from tests.fixtures.receiver import Answer
+
+    endpoint = await add_endpoint(partner.sandbox, receiver.url, retry_schedule=[])
+    receiver.answer(Answer(status=500))
+    await sell(partner)
+    await receiver.wait_for(1)
+    await advance(partner, "P40D")  # the sandbox is now weeks ahead of real time
+    await receiver.wait_for(3)  # the month's NOTIFICATION and DUE
+    listed = await partner.sandbox.call(
+        "GET", f"webhooks/{endpoint['id']}/deliveries/", params={"status": "failed"}
+    )
+    (failed,) = listed.json()["results"]
+    redone = await partner.sandbox.call(
+        "POST", f"webhooks/{endpoint['id']}/deliveries/{failed['id']}/redeliver", {}
+    )
+    assert redone.status_code == 202
+    await receiver.wait_for(4, timeout=5)
+    assert receiver.received[-1].headers["webhook-id"] == failed["id"]
+    assert receiver.received[-1].json()["event"] == "BOOKING_CREATED"
