@@ -211,7 +211,10 @@ class Dispatcher:
         task.add_done_callback(finished)
 
     # ------------------------------------------------------------------ claiming
-    def _claim_statement(self, endpoint_id: int, limit: int, now: datetime) -> Any:
+    async def _claim_endpoint(
+        self, session: AsyncSession, endpoint_id: int, limit: int, now: datetime
+    ) -> list[Any]:
+        """Lease up to `limit` due deliveries of one endpoint, heads of their resource only."""
         earlier = aliased(WebhookDelivery)
         blocked = exists().where(
             earlier.endpoint_id == D.endpoint_id,
@@ -230,16 +233,25 @@ class Dispatcher:
             .order_by(D.id)
             .limit(limit)
         )
-        if not self._database.is_sqlite:
+        if self._database.is_sqlite:
+            # One writer at a time: the subquery cannot race.
+            chosen: Any = due.scalar_subquery()
+        else:
+            # Lock first, then update those rows: PostgreSQL may run a LIMIT … SKIP LOCKED
+            # subquery of an UPDATE more than once and so lease more rows than asked.
             due = due.with_for_update(skip_locked=True)
+            chosen = list(await session.scalars(due))
+            if not chosen:
+                return []
         lease = now + timedelta(seconds=self._settings.lease_seconds)
-        return (
+        statement = (
             update(D)
-            .where(D.id.in_(due.scalar_subquery()), D.status == "pending")
+            .where(D.id.in_(chosen), D.status == "pending")
             .values(status="delivering", lease_expires_at=lease, leased_by=self.worker_id)
             .returning(D.id, D.public_id, D.event_id, D.part, D.event_type, D.attempts, D.failures)
             .execution_options(synchronize_session=False)
         )
+        return list((await session.execute(statement)).all())
 
     async def claim(self, capacity: int) -> list[Claim]:
         now = self._clock.now()
@@ -271,7 +283,7 @@ class Dispatcher:
                 )
                 if free <= 0:
                     continue
-                rows = (await session.execute(self._claim_statement(endpoint_id, free, now))).all()
+                rows = await self._claim_endpoint(session, endpoint_id, free, now)
                 claimed.extend((endpoint_id, row) for row in rows)
                 if len(claimed) >= capacity:
                     break

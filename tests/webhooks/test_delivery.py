@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from coverline.runtime import Services
 from coverline.webhooks.dispatcher import Dispatcher
@@ -224,3 +224,33 @@ async def test_created_then_cancelled_arrive_in_that_order_while_failing(
     assert final["quotes"][0]["refund_value"] == booking["total_price"]
     detail = await settle(partner, endpoint, "succeeded")
     assert detail["event"] == "BOOKING_CANCELLED"
+
+
+async def test_a_claim_leases_no_more_than_asked(
+    services: Services, partner: PartnerFixture, receiver: Receiver
+) -> None:
+    from coverline.webhooks.dispatcher import DispatchSettings
+
+    endpoint = await add_endpoint(partner.sandbox, receiver.url)
+    for _ in range(10):
+        await instant(partner)
+    settings = DispatchSettings(allow_private_networks=True, per_endpoint=16)
+    async with Dispatcher(services.database, services.box, services.clock, settings) as idle:
+        claims = await idle.claim(3)
+        assert len(claims) == 3
+        assert {c.endpoint.public_id for c in claims} == {endpoint["id"]}
+        async with services.database.reading() as session:
+            leased = await session.scalar(
+                select(func.count())
+                .select_from(WebhookDelivery)
+                .where(
+                    WebhookDelivery.partner_id == partner.id,
+                    WebhookDelivery.status == "delivering",
+                )
+            )
+        assert leased == 3
+        # Release them for the test's own cleanliness: let the idle dispatcher send them.
+        for claim in claims:
+            idle._start(claim)
+        await idle.drain()
+    assert len(receiver.received) == 3
