@@ -7,6 +7,7 @@ pytest-asyncio do not share a process well)."""
 
 from __future__ import annotations
 
+import os
 import re
 import time
 from collections.abc import Iterator
@@ -85,7 +86,10 @@ def world(
     tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest, loop: LoopThread
 ) -> Iterator[World]:
     if not CHROMIUM.exists():
-        pytest.skip("Debian's chromium is not installed (apt-get install -y chromium)")
+        missing = "Debian's chromium is not installed (apt-get install -y chromium)"
+        if os.environ.get("CI") == "true":
+            pytest.fail(missing)
+        pytest.skip(missing)
     hooks, receiver = start_receiver(loop)
     env = {"COVERLINE_WEBHOOKS_ALLOW_PRIVATE_NETWORKS": "true"}
     with running_server(tmp_path_factory.mktemp("dashboard"), env=env, request=request) as server:
