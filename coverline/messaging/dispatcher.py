@@ -37,7 +37,7 @@ from sqlalchemy.orm import aliased
 from coverline.config import Settings
 from coverline.db.engine import Database
 from coverline.kit import ids
-from coverline.kit.aio import pause
+from coverline.kit.aio import keep_stepping
 from coverline.kit.clock import Clock
 from coverline.messaging.email import EmailError, Envelope, Mailer, SmtpConfig, compose
 from coverline.messaging.models import Message
@@ -201,14 +201,7 @@ class MessageDispatcher:
         """Dispatch until `stop` is set, then finish the sends under way and record them."""
         if not self._transports.channels:
             log.info("no e-mail or SMS transport configured: messages stay queued")
-        while not stop.is_set():
-            try:
-                busy = await self.step()
-            except Exception:
-                log.exception("message dispatch step failed")
-                busy = False
-            if not busy:
-                await pause(stop, self._settings.poll_seconds)
+        await keep_stepping(stop, self.step, self._settings.poll_seconds, log, "message dispatch")
 
     async def drain(self) -> None:
         while self._state.tasks:

@@ -10,7 +10,7 @@ import asyncio
 import logging
 
 from coverline.db.engine import Database
-from coverline.kit.aio import pause
+from coverline.kit.aio import keep_stepping
 from coverline.renewals.service import Transition, run_due
 from coverline.sandbox.service import Clocks
 
@@ -27,14 +27,7 @@ class Scheduler:
         self._poll = poll_seconds
 
     async def run(self, stop: asyncio.Event) -> None:
-        while not stop.is_set():
-            try:
-                busy = bool(await self.run_once())
-            except Exception:
-                log.exception("renewal scheduler pass failed")
-                busy = False
-            if not busy:
-                await pause(stop, self._poll)
+        await keep_stepping(stop, self.run_once, self._poll, log, "renewal scheduler pass")
 
     async def run_once(self) -> list[Transition]:
         """One batch for real time, one per sandbox test clock."""

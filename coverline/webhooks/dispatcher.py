@@ -34,7 +34,7 @@ from coverline.db.engine import Database
 from coverline.events.models import Event
 from coverline.events.service import EventType, record
 from coverline.kit import ids
-from coverline.kit.aio import pause
+from coverline.kit.aio import keep_stepping
 from coverline.kit.clock import Clock
 from coverline.partners.crypto import SecretBox
 from coverline.webhooks import formats, signing
@@ -170,14 +170,7 @@ class Dispatcher:
 
     async def run(self, stop: asyncio.Event) -> None:
         """Dispatch until `stop` is set, then finish the sends under way and record them."""
-        while not stop.is_set():
-            try:
-                busy = await self.step()
-            except Exception:
-                log.exception("webhook dispatch step failed")
-                busy = False
-            if not busy:
-                await pause(stop, self._settings.poll_seconds)
+        await keep_stepping(stop, self.step, self._settings.poll_seconds, log, "webhook dispatch")
 
     async def drain(self) -> None:
         while self._state.tasks:
