@@ -30,6 +30,7 @@ class Settings(BaseSettings):
     run_worker: bool = True
     webhooks_allow_private_networks: bool = False
     webhook_timeout_seconds: float = 15.0
+    webhook_lease_seconds: float = 90.0
     webhook_max_in_flight: int = 256
     webhook_per_endpoint_concurrency: int = 16
     webhook_poll_seconds: float = 0.02

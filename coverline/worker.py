@@ -34,6 +34,7 @@ def dispatch_settings(services: Services) -> DispatchSettings:
         max_in_flight=settings.webhook_max_in_flight,
         per_endpoint=settings.webhook_per_endpoint_concurrency,
         default_timeout=settings.webhook_timeout_seconds,
+        lease_seconds=settings.webhook_lease_seconds,
         poll_seconds=settings.webhook_poll_seconds,
         disable_after=timedelta(hours=settings.webhook_disable_after_hours),
         disable_after_failures=settings.webhook_disable_after_failures,

@@ -140,6 +140,15 @@ class Config:
         return self.mode == "sandbox" and not self.send_in_sandbox
 
 
+async def _config_in_transaction(session: AsyncSession, partner_id: int, mode: str) -> Config:
+    """A transaction that records many events (a scheduler batch) reads the settings once."""
+    cache: dict[tuple[int, str], Config] = session.info.setdefault("messaging_config", {})
+    config = cache.get((partner_id, mode))
+    if config is None:
+        config = cache[(partner_id, mode)] = await load_config(session, partner_id, mode)
+    return config
+
+
 async def load_config(session: AsyncSession, partner_id: int, mode: str) -> Config:
     partner = await session.get(Partner, partner_id)
     if partner is None:
@@ -710,7 +719,7 @@ async def fan_out(session: AsyncSession, event: Event) -> None:
     kinds = _kinds(event)
     if not kinds:
         return
-    config = await load_config(session, event.partner_id, event.mode)
+    config = await _config_in_transaction(session, event.partner_id, event.mode)
     if not config.enabled:
         return
     kinds = [kind for kind in kinds if kind in config.events]
