@@ -308,7 +308,13 @@ def worker() -> None:
     logging.basicConfig(level=settings.log_level.upper())
     _migrate(settings)
     typer.echo(f"Worker started on {settings.resolved_database_url}.")
-    asyncio.run(_run_worker(settings))
+    try:
+        import uvloop
+    except ImportError:  # uvicorn[standard] brings uvloop everywhere but on Windows
+        asyncio.run(_run_worker(settings))
+    else:
+        # The event loop `coverline serve` runs on under uvicorn: fewer cycles per request.
+        uvloop.run(_run_worker(settings))
 
 
 async def _create_user(

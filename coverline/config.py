@@ -34,6 +34,9 @@ class Settings(BaseSettings):
     webhook_max_in_flight: int = 256
     webhook_per_endpoint_concurrency: int = 16
     webhook_poll_seconds: float = 0.02
+    webhook_idle_poll_seconds: float = 0.5
+    # Most deliveries one worker leases for one endpoint at a time.
+    webhook_batch_size: int = 256
     webhook_attempt_retention_days: int = 30
     webhook_disable_after_hours: float = 24.0
     webhook_disable_after_failures: int = 10

@@ -36,6 +36,8 @@ def dispatch_settings(services: Services) -> DispatchSettings:
         default_timeout=settings.webhook_timeout_seconds,
         lease_seconds=settings.webhook_lease_seconds,
         poll_seconds=settings.webhook_poll_seconds,
+        idle_poll_seconds=settings.webhook_idle_poll_seconds,
+        batch_size=settings.webhook_batch_size,
         disable_after=timedelta(hours=settings.webhook_disable_after_hours),
         disable_after_failures=settings.webhook_disable_after_failures,
     )

@@ -1,18 +1,29 @@
-"""Engines and sessions.
+"""Engines, sessions and wake-ups.
 
 SQLite runs in WAL mode with `synchronous=NORMAL` and a busy timeout; writing transactions
 start with `BEGIN IMMEDIATE` so that a read-then-write never fails half-way on a lock upgrade.
 Reads use a second engine whose transactions begin deferred, so they never queue behind writers.
+
+A transaction that creates work for a worker (a webhook delivery, say) asks to `wake` its
+channel. Once it commits, the subscribers of this process are called at once; on PostgreSQL the
+transaction also sends a NOTIFY, so that the workers of other processes and machines, which
+`listen`, wake too. Nothing is lost when a wake-up is: workers also poll.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+import contextlib
+import logging
+from collections import defaultdict
+from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
 from typing import Any
 
-from sqlalchemy import event
+import asyncpg
+import orjson
+from sqlalchemy import event, func, select
+from sqlalchemy.dialects import registry
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
@@ -21,6 +32,22 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 
+log = logging.getLogger("coverline.db")
+registry.register("sqlite.coverline", "coverline.db.sqlite", "SQLiteDialectInline")
+
+Subscriber = Callable[[set[str]], None]
+WAKE_INFO = "wake"
+
+
+def _json_serializer(value: Any) -> str:
+    return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS).decode()
+
+
+JSON_OPTIONS: dict[str, Any] = {
+    "json_serializer": _json_serializer,
+    "json_deserializer": orjson.loads,
+}
+
 
 def normalise_url(url: str) -> str:
     """Accept the plain URLs operators write and pick the async drivers."""
@@ -28,8 +55,8 @@ def normalise_url(url: str) -> str:
     driver = parsed.drivername
     if driver in {"postgresql", "postgres", "postgresql+psycopg2", "postgresql+psycopg"}:
         parsed = parsed.set(drivername="postgresql+asyncpg")
-    elif driver in {"sqlite", "sqlite+pysqlite"}:
-        parsed = parsed.set(drivername="sqlite+aiosqlite")
+    elif driver in {"sqlite", "sqlite+pysqlite", "sqlite+aiosqlite"}:
+        parsed = parsed.set(drivername="sqlite+coverline")
     return parsed.render_as_string(hide_password=False)
 
 
@@ -40,6 +67,7 @@ def _sqlite_engine(url: str, begin: str, pool_size: int) -> AsyncEngine:
         max_overflow=0,
         pool_timeout=30,
         connect_args={"timeout": 30},
+        **JSON_OPTIONS,
     )
 
     @event.listens_for(engine.sync_engine, "connect")
@@ -71,7 +99,11 @@ class Database:
             self.read_engine = _sqlite_engine(self.url, "BEGIN", pool_size=pool_size)
         else:
             self.engine = create_async_engine(
-                self.url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True
+                self.url,
+                pool_size=pool_size,
+                max_overflow=pool_size,
+                pool_pre_ping=True,
+                **JSON_OPTIONS,
             )
             self.read_engine = self.engine
         self._writer = async_sessionmaker(self.engine, expire_on_commit=False)
@@ -80,6 +112,7 @@ class Database:
         # loop beats letting them poll inside SQLite's busy handler (sleeps of up to 100 ms);
         # other processes still wait on BEGIN IMMEDIATE.
         self._write_lock = asyncio.Lock() if self.dialect == "sqlite" else None
+        self._subscribers: dict[str, list[Subscriber]] = defaultdict(list)
 
     @property
     def is_sqlite(self) -> bool:
@@ -88,12 +121,77 @@ class Database:
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[AsyncSession]:
         """One writing unit of work: committed on success, rolled back on any error."""
-        if self._write_lock is None:
-            async with self._writer() as session, session.begin():
+        lock = self._write_lock or contextlib.nullcontext()
+        async with lock, self._writer() as session:
+            async with session.begin():
                 yield session
-            return
-        async with self._write_lock, self._writer() as session, session.begin():
-            yield session
+                wakes: dict[str, set[str]] = session.info.get(WAKE_INFO, {})
+                if wakes and not self.is_sqlite:
+                    await self._notify(session, wakes)
+            if wakes:
+                self._wake_here(wakes)
+
+    # ------------------------------------------------------------------ wake-ups
+    @staticmethod
+    def wake(session: AsyncSession, channel: str, payloads: Iterable[str]) -> None:
+        """Ask that the workers listening on `channel` be woken once this transaction commits;
+        `payloads` tell them where the work is (e.g. endpoint ids)."""
+        wakes: dict[str, set[str]] = session.info.setdefault(WAKE_INFO, {})
+        wakes.setdefault(channel, set()).update(payloads)
+
+    async def _notify(self, session: AsyncSession, wakes: dict[str, set[str]]) -> None:
+        for channel, payloads in wakes.items():
+            # NOTIFY payloads are limited to 8000 bytes; a wake-up without payload means
+            # "look everywhere".
+            text = ",".join(sorted(payloads))
+            await session.execute(select(func.pg_notify(channel, text if len(text) < 7000 else "")))
+
+    def _wake_here(self, wakes: dict[str, set[str]]) -> None:
+        for channel, payloads in wakes.items():
+            for subscriber in self._subscribers.get(channel, ()):
+                subscriber(payloads)
+
+    @asynccontextmanager
+    async def subscribed(self, channel: str, subscriber: Subscriber) -> AsyncIterator[None]:
+        """Call `subscriber` with the payloads of every wake-up of `channel`: those committed
+        in this process and, on PostgreSQL, those of every other process."""
+        self._subscribers[channel].append(subscriber)
+        listener = None
+        if not self.is_sqlite:
+            listener = asyncio.create_task(self._listen(channel, subscriber))
+        try:
+            yield
+        finally:
+            self._subscribers[channel].remove(subscriber)
+            if listener is not None:
+                listener.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await listener
+
+    async def _listen(self, channel: str, subscriber: Subscriber) -> None:
+        """LISTEN on a connection of its own, reconnecting after the server went away."""
+        dsn = make_url(self.url).set(drivername="postgresql").render_as_string(False)
+        while True:
+            connection = None
+            try:
+                connection = await asyncpg.connect(dsn, timeout=10)
+                lost = asyncio.Event()
+                connection.add_termination_listener(lambda _connection, lost=lost: lost.set())
+
+                def received(_connection: Any, _pid: int, _channel: str, payload: str) -> None:
+                    subscriber(set(payload.split(",")) if payload else set())
+
+                await connection.add_listener(channel, received)
+                # Whatever was notified while this connection was away is looked for now.
+                subscriber(set())
+                await lost.wait()
+            except (OSError, asyncpg.PostgresError, TimeoutError) as exc:
+                log.warning("listening on %s failed, retrying: %s", channel, exc)
+            finally:
+                if connection is not None and not connection.is_closed():
+                    with contextlib.suppress(OSError, asyncpg.PostgresError):
+                        await connection.close(timeout=2)
+            await asyncio.sleep(1.0)
 
     @asynccontextmanager
     async def reading(self) -> AsyncIterator[AsyncSession]:

@@ -1,14 +1,22 @@
 """The webhook dispatcher: claim due deliveries, send them, record what happened.
 
-- Claims are short transactions: `FOR UPDATE SKIP LOCKED` on PostgreSQL, a conditional
-  `UPDATE … RETURNING` on SQLite. A claim is a lease; a lease that runs out (the worker died)
-  makes the delivery due again, so every event is delivered at least once.
-- No transaction stays open across a network call: claim and commit, send, then record the
-  results of many sends in one transaction.
-- Concurrency is bounded per process and per endpoint, and an endpoint only gets as many new
-  claims as it has free slots, so one slow partner never holds the slots of the others.
+- One loop per worker takes turns. A turn is ONE short write transaction: it records the
+  results of the sends finished since the last turn, returns expired leases, and claims due
+  deliveries for the endpoints that have room. No transaction stays open across a network call.
+- A claim is a lease. On PostgreSQL the due rows are locked `FOR UPDATE SKIP LOCKED` and then
+  leased by primary key, so workers on many machines never claim one delivery twice; on SQLite
+  the same statements run under its single writer. A lease that runs out (its worker died)
+  makes the delivery due again: every event is delivered at least once.
+- Sending runs beside the loop. Each endpoint has a local queue of leased deliveries and at
+  most `max_concurrency` requests in flight; a finished send starts the next one at once. An
+  endpoint's queue holds no more than it can send well within the lease, sized from its recent
+  response times, so a slow partner holds few leases and never the slots of the others.
 - Deliveries about one resource to one endpoint go out one at a time in commit order: a
-  delivery is only claimed when no earlier one for the same endpoint and resource is pending.
+  delivery is only claimed when no earlier one for the same endpoint and resource is pending
+  or being delivered.
+- A commit that creates deliveries wakes the dispatchers (in this process directly, in others
+  through PostgreSQL's NOTIFY) with the endpoints concerned; between wake-ups the loop looks
+  for due work (retries, anything missed) every `poll_seconds`, less often while idle.
 """
 
 from __future__ import annotations
@@ -19,7 +27,8 @@ import os
 import random
 import socket
 import time
-from collections import defaultdict
+from collections import deque
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from email.utils import parsedate_to_datetime
@@ -27,20 +36,20 @@ from typing import Any, cast
 
 import aiohttp
 from sqlalchemy import Table, and_, bindparam, exists, func, insert, select, update
-from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import aliased
+from sqlalchemy.engine import Row
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
+from coverline.db.base import UTCDateTime
 from coverline.db.engine import Database
 from coverline.events.models import Event
 from coverline.events.service import EventType, record
 from coverline.kit import ids
-from coverline.kit.aio import keep_stepping
 from coverline.kit.clock import Clock
 from coverline.partners.crypto import SecretBox
 from coverline.webhooks import formats, signing
 from coverline.webhooks.models import WebhookAttempt, WebhookDelivery, WebhookEndpoint
 from coverline.webhooks.network import ForbiddenAddress, GuardedResolver, refuse_literal
-from coverline.webhooks.service import partner_api_secret
+from coverline.webhooks.service import WAKE_CHANNEL, partner_api_secret
 
 log = logging.getLogger("coverline.webhooks")
 
@@ -50,36 +59,137 @@ READ_LIMIT = 65536
 DEFAULT_SCHEDULE = (30.0, 300.0, 1800.0)
 RETRY_AFTER_STATUSES = {429, 503}
 MAX_RETRY_AFTER = 86_400.0
+# How much of the lease a queue may take to drain, and how fast response times are forgotten.
+LEASE_SHARE = 1 / 3
+DURATION_WEIGHT = 0.2
+REAP_SECONDS = 1.0
+CONFIG_SECONDS = 5.0
+FAILURE_BACKOFF = 0.5
+MAX_FAILURE_BACKOFF = 5.0
 
 D = WebhookDelivery
 E = WebhookEndpoint
+DELIVERIES = cast(Table, WebhookDelivery.__table__)
+ATTEMPTS = cast(Table, WebhookAttempt.__table__)
+ENDPOINTS = cast(Table, WebhookEndpoint.__table__)
+EVENTS = cast(Table, Event.__table__)
+
+
+def _statements() -> dict[str, Any]:
+    """Every statement of a turn, built once: a turn only binds values (Core, no ORM)."""
+    d, e = DELIVERIES.c, ENDPOINTS.c
+    now = bindparam("now", type_=UTCDateTime())
+    earlier = DELIVERIES.alias("earlier")
+    blocked = exists().where(
+        earlier.c.endpoint_id == d.endpoint_id,
+        earlier.c.ordering_key == d.ordering_key,
+        earlier.c.id < d.id,
+        earlier.c.status.in_(("pending", "delivering")),
+    )
+    due = (
+        select(
+            d.id,
+            d.public_id,
+            d.part,
+            d.event_type,
+            d.attempts,
+            d.failures,
+            EVENTS.c.type,
+            EVENTS.c.payload,
+        )
+        .join(EVENTS, EVENTS.c.id == d.event_id)
+        .where(
+            d.endpoint_id == bindparam("endpoint_id"),
+            d.status == "pending",
+            d.next_attempt_at <= now,
+            ~blocked,
+        )
+        .order_by(d.next_attempt_at, d.id)
+        .limit(bindparam("limit"))
+    )
+    mine = and_(
+        d.id == bindparam("b_id"), d.leased_by == bindparam("worker"), d.status == "delivering"
+    )
+    recorded: dict[str, Any] = {
+        "attempts": bindparam("b_attempts"),
+        "failures": bindparam("b_failures"),
+        "last_status_code": bindparam("b_code"),
+        "last_error": bindparam("b_error"),
+        "lease_expires_at": None,
+        "leased_by": None,
+    }
+    live = and_(e.enabled.is_(True), e.deleted_at.is_(None))
+    has_due = exists().where(d.endpoint_id == e.id, d.status == "pending", d.next_attempt_at <= now)
+    return {
+        "due": due,
+        # Lock, then lease those rows by id: PostgreSQL may run a LIMIT … SKIP LOCKED subquery
+        # of an UPDATE more than once and so lease more rows than asked.
+        "due_locking": due.with_for_update(skip_locked=True, of=DELIVERIES),
+        "lease": update(DELIVERIES)
+        .where(d.id.in_(bindparam("ids", expanding=True)))
+        .values(
+            status="delivering",
+            lease_expires_at=bindparam("lease", type_=UTCDateTime()),
+            leased_by=bindparam("worker"),
+        ),
+        "give_back": update(DELIVERIES)
+        .where(
+            d.id.in_(bindparam("ids", expanding=True)),
+            d.leased_by == bindparam("worker"),
+            d.status == "delivering",
+        )
+        .values(status="pending", leased_by=None, lease_expires_at=None),
+        "reap": update(DELIVERIES)
+        .where(d.status == "delivering", d.lease_expires_at < now)
+        .values(status="pending", leased_by=None, lease_expires_at=None),
+        "attempt": insert(ATTEMPTS),
+        "final": update(DELIVERIES)
+        .where(mine)
+        .values(
+            **recorded,
+            status=bindparam("b_status"),
+            completed_at=bindparam("completed", type_=UTCDateTime()),
+        ),
+        "retry": update(DELIVERIES)
+        .where(mine)
+        .values(
+            **recorded,
+            status="pending",
+            next_attempt_at=bindparam("b_next", type_=UTCDateTime()),
+        ),
+        "due_endpoints": select(ENDPOINTS).where(live, has_due),
+        "endpoints": select(ENDPOINTS).where(e.id.in_(bindparam("ids", expanding=True))),
+        "healthy": update(ENDPOINTS)
+        .where(e.id.in_(bindparam("ids", expanding=True)), e.failing_since.is_not(None))
+        .values(failing_since=None),
+        "failing": update(ENDPOINTS)
+        .where(e.id == bindparam("b_id"), e.failing_since.is_(None))
+        .values(failing_since=bindparam("since", type_=UTCDateTime())),
+    }
+
+
+SQL = _statements()
 
 
 @dataclass(frozen=True)
 class DispatchSettings:
     allow_private_networks: bool = False
-    batch_size: int = 200
+    # Most deliveries leased for one endpoint in one turn, and in all.
+    batch_size: int = 256
+    max_leased: int = 2048
     max_in_flight: int = 256
     per_endpoint: int = 16
     default_timeout: float = 15.0
     lease_seconds: float = 90.0
     poll_seconds: float = 0.02
+    idle_poll_seconds: float = 0.5
+    # Turns are spaced so that one transaction records many results.
+    turn_seconds: float = 0.005
+    record_seconds: float = 0.02
+    record_batch: int = 128
     jitter: float = 0.1
     disable_after: timedelta = timedelta(hours=24)
     disable_after_failures: int = 10
-
-
-@dataclass(frozen=True)
-class Claim:
-    delivery_id: int
-    public_id: str
-    event_type: str
-    name: str
-    part: int
-    attempts: int
-    failures: int
-    payload: dict[str, Any]
-    endpoint: EndpointConfig
 
 
 @dataclass(frozen=True)
@@ -94,11 +204,28 @@ class EndpointConfig:
     schedule: tuple[float, ...]
     timeout: float
     max_concurrency: int
+    version: datetime
+    client_timeout: aiohttp.ClientTimeout
+    # Why every send to this URL is refused (a literal private address), if it is.
+    refused: str | None
+
+
+@dataclass(frozen=True)
+class Claim:
+    delivery_id: int
+    public_id: str
+    event_type: str
+    name: str
+    part: int
+    attempts: int
+    failures: int
+    payload: dict[str, Any]
 
 
 @dataclass
 class Result:
     claim: Claim
+    endpoint: EndpointConfig
     attempted_at: datetime
     duration_ms: int
     status_code: int | None
@@ -113,10 +240,33 @@ class Result:
 
 
 @dataclass
-class _State:
-    in_flight: dict[int, int] = field(default_factory=lambda: defaultdict(int))
-    tasks: set[asyncio.Task[None]] = field(default_factory=set)
-    results: list[Result] = field(default_factory=list)
+class EndpointQueue:
+    """The deliveries of one endpoint that this worker has leased and not yet sent."""
+
+    config: EndpointConfig
+    waiting: deque[Claim] = field(default_factory=deque)
+    in_flight: int = 0
+    # Seconds an attempt took, smoothed; starts pessimistic (the timeout).
+    duration: float = 1.0
+    # The last claim found nothing more due: claim again on a wake-up or a poll.
+    exhausted: bool = False
+    # Half the queue has drained since the last claim and the loop was told so.
+    asked: bool = False
+    retired: bool = False
+
+    def target(self, settings: DispatchSettings) -> int:
+        """How many deliveries this endpoint may hold: what it sends within a share of the
+        lease at its recent pace, at least one round of its concurrency."""
+        cap = self.config.max_concurrency
+        pace = cap * settings.lease_seconds * LEASE_SHARE / max(self.duration, 0.001)
+        return int(max(cap, min(settings.batch_size, pace)))
+
+    def room(self, settings: DispatchSettings) -> int:
+        return self.target(settings) - len(self.waiting) - self.in_flight
+
+    @property
+    def held(self) -> int:
+        return len(self.waiting) + self.in_flight
 
 
 def retry_after_seconds(value: str | None, now: float) -> float | None:
@@ -146,10 +296,27 @@ class Dispatcher:
         self._clock = clock
         self._settings = settings
         self.worker_id = worker_id or f"{socket.gethostname()}:{os.getpid()}:{ids.event_id()[4:12]}"
-        self._state = _State()
         self._http: aiohttp.ClientSession | None = None
         self._secrets: dict[str, str] = {}
+        self._partner_secrets: dict[tuple[int, str], tuple[float, str]] = {}
+        self._queues: dict[int, EndpointQueue] = {}
+        # Response times of endpoints whose queue was forgotten while idle.
+        self._durations: dict[int, float] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._in_flight = 0
+        self._results: list[Result] = []
+        self._first_result_at = 0.0
+        self._release: list[int] = []
+        # Endpoints named by wake-ups since the last turn; `_look_everywhere` when a wake-up
+        # named none or a poll is due.
+        self._hinted: set[int] = set()
+        self._look_everywhere = True
+        self._wake = asyncio.Event()
+        self._stopping = False
+        self._last_turn = 0.0
+        self._last_search = 0.0
         self._last_reap = 0.0
+        self._idle = settings.poll_seconds
 
     # ------------------------------------------------------------------ lifecycle
     async def __aenter__(self) -> Dispatcher:
@@ -169,155 +336,257 @@ class Dispatcher:
             await self._http.close()
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Dispatch until `stop` is set, then finish the sends under way and record them."""
-        await keep_stepping(stop, self.step, self._settings.poll_seconds, log, "webhook dispatch")
+        """Dispatch until `stop` is set; then finish the sends under way, record them and give
+        back the leases of the deliveries not yet sent."""
+        self._stopping = False
+        stopped = asyncio.create_task(stop.wait())
+        backoff = FAILURE_BACKOFF
+        async with self._database.subscribed(WAKE_CHANNEL, self.wake):
+            try:
+                while not stop.is_set():
+                    try:
+                        busy = await self.turn()
+                    except Exception:
+                        # The database is away, say: keep sending what is leased, try again
+                        # later, not in a tight loop.
+                        log.exception("webhook dispatch failed")
+                        await asyncio.wait({stopped}, timeout=backoff)
+                        backoff = min(backoff * 2, MAX_FAILURE_BACKOFF)
+                        continue
+                    backoff = FAILURE_BACKOFF
+                    self._idle = (
+                        self._settings.poll_seconds
+                        if busy
+                        else min(self._idle * 2, self._settings.idle_poll_seconds)
+                    )
+                    await self._until_next_turn(stopped)
+            finally:
+                stopped.cancel()
+        await self.drain()
 
     async def drain(self) -> None:
-        while self._state.tasks:
-            await asyncio.wait(set(self._state.tasks))
-        await self._flush()
+        """Finish the sends under way, record them, give back every unsent lease."""
+        self._stopping = True
+        for queue in self._queues.values():
+            self._release.extend(claim.delivery_id for claim in queue.waiting)
+            queue.waiting.clear()
+        while self._tasks:
+            await asyncio.wait(set(self._tasks))
+        for _attempt in range(3):
+            if not self._results and not self._release:
+                return
+            try:
+                await self.turn()
+            except Exception:
+                log.exception("recording the last webhook results failed")
+                await asyncio.sleep(FAILURE_BACKOFF)
+
+    def wake(self, endpoint_ids: set[str]) -> None:
+        """New due deliveries for these endpoints (none named: anywhere)."""
+        if endpoint_ids:
+            self._hinted.update(int(value) for value in endpoint_ids if value.isdigit())
+        else:
+            self._look_everywhere = True
+        self._wake.set()
+
+    async def _until_next_turn(self, stopped: asyncio.Task[bool]) -> None:
+        loop = asyncio.get_running_loop()
+        while not stopped.done():
+            delay = self._turn_due_in(loop.time())
+            if delay <= 0:
+                return
+            self._wake.clear()
+            woken = asyncio.ensure_future(self._wake.wait())
+            await asyncio.wait({woken, stopped}, timeout=delay, return_when="FIRST_COMPLETED")
+            woken.cancel()
+
+    def _turn_due_in(self, now: float) -> float:
+        settings = self._settings
+        spaced = self._last_turn + settings.turn_seconds - now
+        if len(self._results) >= settings.record_batch or self._release:
+            return spaced
+        if self._hinted or self._look_everywhere:
+            return spaced
+        if any(
+            not q.exhausted and q.room(settings) > q.target(settings) // 2 for q in self._live()
+        ):
+            return spaced
+        if self._results:
+            return max(spaced, self._first_result_at + settings.record_seconds - now)
+        return self._last_search + self._idle - now
+
+    def _live(self) -> list[EndpointQueue]:
+        return [queue for queue in self._queues.values() if not queue.retired]
 
     # ------------------------------------------------------------------ one turn
-    async def step(self) -> bool:
-        """Claim, start sends, record finished ones. True when there was work."""
-        state = self._state
-        if state.tasks:
-            await asyncio.wait(set(state.tasks), timeout=0.005, return_when=asyncio.FIRST_COMPLETED)
-        await self._flush()
-        await self._reap_leases()
-        capacity = self._settings.max_in_flight - len(state.tasks)
-        claims = await self.claim(capacity) if capacity > 0 else []
-        for claim in claims:
-            self._start(claim)
-        return bool(claims) or bool(state.tasks)
-
-    def _start(self, claim: Claim) -> None:
-        state = self._state
-        state.in_flight[claim.endpoint.id] += 1
-        task = asyncio.create_task(self._send(claim))
-        state.tasks.add(task)
-
-        def finished(done: asyncio.Task[None]) -> None:
-            state.tasks.discard(done)
-            state.in_flight[claim.endpoint.id] -= 1
-
-        task.add_done_callback(finished)
+    async def turn(self) -> bool:
+        """Record finished sends, reap expired leases, claim more. True when there was work."""
+        loop = asyncio.get_running_loop()
+        self._last_turn = loop.time()
+        results, self._results = self._results, []
+        release, self._release = self._release, []
+        hinted, self._hinted = self._hinted, set()
+        search = self._look_everywhere or self._last_turn - self._last_search >= self._idle
+        self._look_everywhere = False
+        if search:
+            self._last_search = self._last_turn
+        now = self._clock.now()
+        claimed: dict[int, list[Claim]] = {}
+        try:
+            async with self._database.transaction() as session:
+                if results:
+                    await self._record(session, results, now)
+                if release:
+                    await self._give_back(session, release)
+                if self._last_turn - self._last_reap >= REAP_SECONDS:
+                    self._last_reap = self._last_turn
+                    await self._reap_leases(session, now)
+                if not self._stopping:
+                    claimed = await self._claim(session, now, hinted, search)
+        except BaseException:
+            # Nothing of this turn happened: keep the results and hints for the next one.
+            self._results = results + self._results
+            self._release = release + self._release
+            self._hinted |= hinted
+            self._look_everywhere = self._look_everywhere or search
+            raise
+        for endpoint_id, claims in claimed.items():
+            queue = self._queues[endpoint_id]
+            queue.waiting.extend(claims)
+            self._pump(queue)
+        self._forget_idle_queues()
+        return bool(claimed) or bool(results) or bool(self._tasks)
 
     # ------------------------------------------------------------------ claiming
-    async def _claim_endpoint(
-        self, session: AsyncSession, endpoint_id: int, limit: int, now: datetime
-    ) -> list[Any]:
-        """Lease up to `limit` due deliveries of one endpoint, heads of their resource only."""
-        earlier = aliased(WebhookDelivery)
-        blocked = exists().where(
-            earlier.endpoint_id == D.endpoint_id,
-            earlier.ordering_key == D.ordering_key,
-            earlier.id < D.id,
-            earlier.status.in_(("pending", "delivering")),
+    async def _claim(
+        self, session: AsyncSession, now: datetime, hinted: set[int], search: bool
+    ) -> dict[int, list[Claim]]:
+        settings = self._settings
+        connection = await session.connection()
+        if search:
+            await self._refresh(session, connection, now)
+        live = {q.config.id for q in self._live()}
+        candidates = {
+            endpoint_id for endpoint_id in live if not self._queues[endpoint_id].exhausted
+        }
+        candidates |= hinted & live
+        unknown = hinted - set(self._queues)
+        if unknown:
+            rows = await connection.execute(SQL["endpoints"], {"ids": list(unknown)})
+            candidates |= await self._know_all(session, rows.all(), now)
+        if search:
+            rows = await connection.execute(SQL["due_endpoints"], {"now": now})
+            candidates |= await self._know_all(session, rows.all(), now)
+        left = settings.max_leased - sum(queue.held for queue in self._queues.values())
+        claimed: dict[int, list[Claim]] = {}
+        order = list(candidates)
+        random.shuffle(order)
+        for endpoint_id in order:
+            queue = self._queues.get(endpoint_id)
+            if queue is None or queue.retired:
+                continue
+            room = min(queue.room(settings), left)
+            if room <= 0:
+                continue
+            claims = await self._claim_endpoint(connection, endpoint_id, room, now)
+            queue.exhausted = len(claims) < room
+            queue.asked = False
+            if claims:
+                claimed[endpoint_id] = claims
+                left -= len(claims)
+        return claimed
+
+    async def _know_all(
+        self, session: AsyncSession, rows: Sequence[Row[Any]], now: datetime
+    ) -> set[int]:
+        """Configurations of these endpoint rows, for those that are enabled."""
+        known = set()
+        for row in rows:
+            if row.enabled and row.deleted_at is None:
+                await self._know(session, row, now)
+                known.add(row.id)
+        return known
+
+    async def _refresh(
+        self, session: AsyncSession, connection: AsyncConnection, now: datetime
+    ) -> None:
+        """Reload what changed of the endpoints this worker holds work for; retire those that
+        were disabled or deleted meanwhile (their unsent leases are given back)."""
+        held = [q.config.id for q in self._queues.values() if not q.retired]
+        if not held:
+            return
+        rows = await connection.execute(SQL["endpoints"], {"ids": held})
+        current = {row.id: row for row in rows.all()}
+        for endpoint_id in held:
+            row = current.get(endpoint_id)
+            if row is None or not row.enabled or row.deleted_at is not None:
+                self._retire(endpoint_id)
+            else:
+                await self._know(session, row, now)
+
+    async def _know(self, session: AsyncSession, endpoint: Row[Any], now: datetime) -> None:
+        queue = self._queues.get(endpoint.id)
+        fresh = (
+            queue is not None
+            and not queue.retired
+            and queue.config.version == endpoint.updated_at
+            and endpoint.signature != signing.MYCOVER
         )
-        due = (
-            select(D.id)
-            .where(
-                D.endpoint_id == endpoint_id,
-                D.status == "pending",
-                D.next_attempt_at <= now,
-                ~blocked,
-            )
-            .order_by(D.id)
-            .limit(limit)
-        )
-        if self._database.is_sqlite:
-            # One writer at a time: the subquery cannot race.
-            chosen: Any = due.scalar_subquery()
+        if fresh:
+            return
+        config = await self._config(session, endpoint, now)
+        if queue is None or queue.retired:
+            duration = self._durations.pop(endpoint.id, config.timeout)
+            self._queues[endpoint.id] = EndpointQueue(config, duration=duration)
         else:
-            # Lock first, then update those rows: PostgreSQL may run a LIMIT … SKIP LOCKED
-            # subquery of an UPDATE more than once and so lease more rows than asked.
-            due = due.with_for_update(skip_locked=True)
-            chosen = list(await session.scalars(due))
-            if not chosen:
-                return []
-        lease = now + timedelta(seconds=self._settings.lease_seconds)
-        statement = (
-            update(D)
-            .where(D.id.in_(chosen), D.status == "pending")
-            .values(status="delivering", lease_expires_at=lease, leased_by=self.worker_id)
-            .returning(D.id, D.public_id, D.event_id, D.part, D.event_type, D.attempts, D.failures)
-            .execution_options(synchronize_session=False)
-        )
-        return list((await session.execute(statement)).all())
+            queue.config = config
 
-    async def claim(self, capacity: int) -> list[Claim]:
-        now = self._clock.now()
-        async with self._database.transaction() as session:
-            due_rows = list(
-                await session.execute(
-                    select(D.endpoint_id, E.max_concurrency)
-                    .join(E, E.id == D.endpoint_id)
-                    .where(
-                        D.status == "pending",
-                        D.next_attempt_at <= now,
-                        E.enabled.is_(True),
-                        E.deleted_at.is_(None),
-                    )
-                    .group_by(D.endpoint_id, E.max_concurrency)
-                    .limit(1000)
-                )
-            )
-            if not due_rows:
-                return []
-            random.shuffle(due_rows)
-            claimed: list[tuple[int, Any]] = []
-            for endpoint_id, max_concurrency in due_rows:
-                cap = max_concurrency or self._settings.per_endpoint
-                free = min(
-                    cap - self._state.in_flight[endpoint_id],
-                    capacity - len(claimed),
-                    self._settings.batch_size,
-                )
-                if free <= 0:
-                    continue
-                rows = await self._claim_endpoint(session, endpoint_id, free, now)
-                claimed.extend((endpoint_id, row) for row in rows)
-                if len(claimed) >= capacity:
-                    break
-            if not claimed:
-                return []
-            return await self._load(session, claimed, now)
+    def _retire(self, endpoint_id: int) -> None:
+        queue = self._queues.get(endpoint_id)
+        if queue is None:
+            return
+        queue.retired = True
+        self._release.extend(claim.delivery_id for claim in queue.waiting)
+        queue.waiting.clear()
 
-    async def _load(
-        self, session: AsyncSession, claimed: list[tuple[int, Any]], now: datetime
+    def _forget_idle_queues(self) -> None:
+        for endpoint_id, queue in list(self._queues.items()):
+            if queue.held == 0 and (queue.retired or queue.exhausted):
+                del self._queues[endpoint_id]
+                if not queue.retired:
+                    self._durations[endpoint_id] = queue.duration
+        if len(self._durations) > 10_000:
+            self._durations.clear()
+
+    async def _claim_endpoint(
+        self, connection: AsyncConnection, endpoint_id: int, limit: int, now: datetime
     ) -> list[Claim]:
-        event_ids = {row.event_id for _, row in claimed}
-        events = {
-            row.id: row
-            for row in (
-                await session.execute(
-                    select(Event.id, Event.type, Event.payload).where(Event.id.in_(event_ids))
-                )
-            ).all()
-        }
-        endpoint_ids = {endpoint_id for endpoint_id, _ in claimed}
-        endpoints = {
-            endpoint.id: await self._config(session, endpoint, now)
-            for endpoint in await session.scalars(select(E).where(E.id.in_(endpoint_ids)))
-        }
-        claims = []
-        for endpoint_id, row in claimed:
-            event = events[row.event_id]
-            claims.append(
-                Claim(
-                    delivery_id=row.id,
-                    public_id=row.public_id,
-                    event_type=event.type,
-                    name=row.event_type,
-                    part=row.part,
-                    attempts=row.attempts,
-                    failures=row.failures,
-                    payload=event.payload,
-                    endpoint=endpoints[endpoint_id],
-                )
+        """Lease up to `limit` due deliveries of one endpoint, heads of their resource only,
+        with the events they carry."""
+        due = SQL["due"] if self._database.is_sqlite else SQL["due_locking"]
+        rows = (
+            await connection.execute(due, {"endpoint_id": endpoint_id, "now": now, "limit": limit})
+        ).all()
+        if not rows:
+            return []
+        lease = now + timedelta(seconds=self._settings.lease_seconds)
+        await connection.execute(
+            SQL["lease"],
+            {"ids": [row[0] for row in rows], "lease": lease, "worker": self.worker_id},
+        )
+        return [
+            Claim(
+                delivery_id=row[0],
+                public_id=row[1],
+                part=row[2],
+                name=row[3],
+                attempts=row[4],
+                failures=row[5],
+                event_type=row[6],
+                payload=row[7],
             )
-        return claims
+            for row in rows
+        ]
 
     def _decrypt(self, ciphertext: str) -> str:
         plain = self._secrets.get(ciphertext)
@@ -328,13 +597,22 @@ class Dispatcher:
             self._secrets[ciphertext] = plain
         return plain
 
+    async def _partner_secret(self, session: AsyncSession, endpoint: Row[Any]) -> str:
+        """MyCover signs with the partner's API secret, which changes with key rotation, not
+        with the endpoint: read again every few seconds."""
+        key = (endpoint.partner_id, endpoint.mode)
+        cached = self._partner_secrets.get(key)
+        if cached is not None and time.monotonic() - cached[0] < CONFIG_SECONDS:
+            return cached[1]
+        secret = await partner_api_secret(session, self._box, endpoint.partner_id, endpoint.mode)
+        self._partner_secrets[key] = (time.monotonic(), secret)
+        return secret
+
     async def _config(
-        self, session: AsyncSession, endpoint: WebhookEndpoint, now: datetime
+        self, session: AsyncSession, endpoint: Row[Any], now: datetime
     ) -> EndpointConfig:
         if endpoint.signature == signing.MYCOVER:
-            secrets = [
-                await partner_api_secret(session, self._box, endpoint.partner_id, endpoint.mode)
-            ]
+            secrets = [await self._partner_secret(session, endpoint)]
         else:
             secrets = [self._decrypt(endpoint.secret_ciphertext)]
             if (
@@ -348,6 +626,12 @@ class Dispatcher:
             if endpoint.retry_schedule is not None
             else DEFAULT_SCHEDULE
         )
+        timeout = endpoint.timeout_seconds or self._settings.default_timeout
+        try:
+            refuse_literal(endpoint.url, self._settings.allow_private_networks)
+            refused = None
+        except ForbiddenAddress as exc:
+            refused = f"Refused: {exc}."
         return EndpointConfig(
             id=endpoint.id,
             public_id=endpoint.public_id,
@@ -357,74 +641,139 @@ class Dispatcher:
             key=endpoint.key,
             secrets=secrets,
             schedule=schedule,
-            timeout=endpoint.timeout_seconds or self._settings.default_timeout,
+            timeout=timeout,
             max_concurrency=endpoint.max_concurrency or self._settings.per_endpoint,
+            version=endpoint.updated_at,
+            client_timeout=aiohttp.ClientTimeout(total=timeout),
+            refused=refused,
         )
 
     # ------------------------------------------------------------------ sending
-    async def _send(self, claim: Claim) -> None:
+    def _pump(self, queue: EndpointQueue) -> None:
+        """Start as many of the endpoint's waiting deliveries as its slots allow."""
+        limit = self._settings.max_in_flight
+        while (
+            queue.waiting
+            and queue.in_flight < queue.config.max_concurrency
+            and self._in_flight < limit
+            and not self._stopping
+        ):
+            claim = queue.waiting.popleft()
+            queue.in_flight += 1
+            self._in_flight += 1
+            task = asyncio.create_task(self._send(queue, claim))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    def _finished(self, queue: EndpointQueue, result: Result) -> None:
+        queue.in_flight -= 1
+        self._in_flight -= 1
+        seconds = result.duration_ms / 1000
+        queue.duration += DURATION_WEIGHT * (seconds - queue.duration)
+        if not self._results:
+            self._first_result_at = asyncio.get_running_loop().time()
+            self._wake.set()
+        self._results.append(result)
+        if len(self._results) == self._settings.record_batch:
+            self._wake.set()
+        if (
+            not queue.exhausted
+            and not queue.asked
+            and queue.room(self._settings) >= queue.target(self._settings) // 2
+        ):
+            queue.asked = True
+            self._wake.set()
+        self._pump(queue)
+        if self._in_flight == self._settings.max_in_flight - 1:
+            # A global slot freed: give it to whichever endpoint waits for one.
+            for other in self._live():
+                self._pump(other)
+
+    async def _send(self, queue: EndpointQueue, claim: Claim) -> None:
+        endpoint = queue.config
+        attempted_at = self._clock.now()
+        started = time.perf_counter()
+        headers: dict[str, str] = {}
+        try:
+            result = await self._attempt(endpoint, claim, headers)
+        except Exception as exc:
+            # A payload the format cannot render, say: an attempt that failed, never a lost
+            # delivery or a lost slot.
+            log.exception("webhook %s could not be sent", claim.public_id)
+            result = (None, None, f"{type(exc).__name__}: {exc}", None)
+        status, excerpt, error, retry_after = result
+        duration = int((time.perf_counter() - started) * 1000)
+        self._finished(
+            queue,
+            Result(
+                claim,
+                endpoint,
+                attempted_at,
+                duration,
+                status,
+                excerpt,
+                error,
+                headers,
+                retry_after,
+            ),
+        )
+
+    async def _attempt(
+        self, endpoint: EndpointConfig, claim: Claim, headers: dict[str, str]
+    ) -> tuple[int | None, str | None, str | None, float | None]:
+        """One request: (status, response excerpt, error, Retry-After seconds)."""
         assert self._http is not None
-        endpoint = claim.endpoint
         body = formats.body_for(
             endpoint.format, claim.name, claim.part, claim.event_type, claim.payload
         )
         now = time.time()
-        headers = {
-            "Content-Type": "application/json",
-            "User-Agent": USER_AGENT,
-            **signing.sign_headers(
+        headers["Content-Type"] = "application/json"
+        headers["User-Agent"] = USER_AGENT
+        headers.update(
+            signing.sign_headers(
                 endpoint.signature,
                 body=body,
                 message_id=claim.public_id,
                 timestamp=now,
                 key=endpoint.key,
                 secrets_in_use=endpoint.secrets,
-            ),
-        }
-        attempted_at = self._clock.now()
-        started = time.perf_counter()
-        status: int | None = None
-        excerpt: str | None = None
-        error: str | None = None
-        retry_after: float | None = None
+            )
+        )
+        if endpoint.refused is not None:
+            return None, None, endpoint.refused, None
         try:
-            refuse_literal(endpoint.url, self._settings.allow_private_networks)
             async with self._http.post(
                 endpoint.url,
                 data=body,
                 headers=headers,
                 allow_redirects=False,
-                timeout=aiohttp.ClientTimeout(total=endpoint.timeout),
+                timeout=endpoint.client_timeout,
             ) as response:
                 status = response.status
                 content = await response.content.read(READ_LIMIT)
                 excerpt = content[:EXCERPT_BYTES].decode("utf-8", "replace")
+                retry_after = None
+                error = None
                 if status in RETRY_AFTER_STATUSES:
                     retry_after = retry_after_seconds(response.headers.get("Retry-After"), now)
                 if 300 <= status < 400:
                     location = response.headers.get("Location", "")
                     error = f"Redirect to {location!r} not followed."
+                return status, excerpt, error, retry_after
         except TimeoutError:
-            error = f"No response within {endpoint.timeout:g} s."
+            return None, None, f"No response within {endpoint.timeout:g} s.", None
         except ForbiddenAddress as exc:
-            error = f"Refused: {exc}."
+            return None, None, f"Refused: {exc}.", None
         except aiohttp.ClientConnectorError as exc:
             if isinstance(exc.os_error, ForbiddenAddress):
-                error = f"Refused: {exc.os_error}."
-            else:
-                error = f"{type(exc).__name__}: {exc}"
-        except aiohttp.ClientError as exc:
-            error = f"{type(exc).__name__}: {exc}"
-        except OSError as exc:
-            error = f"{type(exc).__name__}: {exc}"
-        duration = int((time.perf_counter() - started) * 1000)
-        self._state.results.append(
-            Result(claim, attempted_at, duration, status, excerpt, error, headers, retry_after)
-        )
+                return None, None, f"Refused: {exc.os_error}.", None
+            return None, None, f"{type(exc).__name__}: {exc}", None
+        except (aiohttp.ClientError, OSError) as exc:
+            return None, None, f"{type(exc).__name__}: {exc}", None
 
     # ------------------------------------------------------------------ recording
     def _next_delay(self, result: Result, failures: int) -> float | None:
-        schedule = result.claim.endpoint.schedule
+        schedule = result.endpoint.schedule
         if failures > len(schedule):
             return None
         if result.retry_after is not None:
@@ -432,11 +781,7 @@ class Dispatcher:
         delay = schedule[failures - 1]
         return delay * (1 + random.uniform(-self._settings.jitter, self._settings.jitter))
 
-    async def _flush(self) -> None:
-        results, self._state.results = self._state.results, []
-        if not results:
-            return
-        now = self._clock.now()
+    async def _record(self, session: AsyncSession, results: list[Result], now: datetime) -> None:
         attempts = []
         finals = []
         retries = []
@@ -445,6 +790,7 @@ class Dispatcher:
         first_failure: dict[int, datetime] = {}
         for result in results:
             claim = result.claim
+            endpoint_id = result.endpoint.id
             attempts.append(
                 {
                     "delivery_id": claim.delivery_id,
@@ -457,62 +803,60 @@ class Dispatcher:
                     "worker": self.worker_id,
                 }
             )
-            health[claim.endpoint.id] = health.get(claim.endpoint.id, False) or result.succeeded
+            health[endpoint_id] = health.get(endpoint_id, False) or result.succeeded
             if not result.succeeded:
-                earliest = first_failure.get(claim.endpoint.id, result.attempted_at)
-                first_failure[claim.endpoint.id] = min(earliest, result.attempted_at)
-            base = {
+                earliest = first_failure.get(endpoint_id, result.attempted_at)
+                first_failure[endpoint_id] = min(earliest, result.attempted_at)
+            base: dict[str, Any] = {
                 "b_id": claim.delivery_id,
                 "b_attempts": claim.attempts + 1,
                 "b_code": result.status_code,
                 "b_error": result.error,
+                "worker": self.worker_id,
             }
             if result.succeeded:
-                finals.append({**base, "b_status": "succeeded", "b_failures": claim.failures})
+                finals.append(
+                    {
+                        **base,
+                        "b_status": "succeeded",
+                        "b_failures": claim.failures,
+                        "completed": now,
+                    }
+                )
                 continue
             failures = claim.failures + 1
             delay = None if result.status_code == 410 else self._next_delay(result, failures)
             if result.status_code == 410:
-                gone.add(claim.endpoint.id)
+                gone.add(endpoint_id)
             if delay is None:
-                finals.append({**base, "b_status": "failed", "b_failures": failures})
+                finals.append(
+                    {**base, "b_status": "failed", "b_failures": failures, "completed": now}
+                )
             else:
                 retries.append(
                     {**base, "b_failures": failures, "b_next": now + timedelta(seconds=delay)}
                 )
-        table = cast(Table, WebhookDelivery.__table__)
-        async with self._database.transaction() as session:
-            # Core executemany on the connection: many rows, one statement each.
-            connection = await session.connection()
-            await connection.execute(insert(cast(Table, WebhookAttempt.__table__)), attempts)
-            mine = and_(
-                table.c.id == bindparam("b_id"),
-                table.c.leased_by == self.worker_id,
-                table.c.status == "delivering",
-            )
-            common: dict[str, Any] = {
-                "attempts": bindparam("b_attempts"),
-                "failures": bindparam("b_failures"),
-                "last_status_code": bindparam("b_code"),
-                "last_error": bindparam("b_error"),
-                "lease_expires_at": None,
-                "leased_by": None,
-            }
-            if finals:
-                await connection.execute(
-                    update(table)
-                    .where(mine)
-                    .values(**common, status=bindparam("b_status"), completed_at=now),
-                    finals,
-                )
-            if retries:
-                await connection.execute(
-                    update(table)
-                    .where(mine)
-                    .values(**common, status="pending", next_attempt_at=bindparam("b_next")),
-                    retries,
-                )
-            await self._record_health(session, health, first_failure, gone, now)
+        # Core executemany on the connection: many rows, one statement each.
+        connection = await session.connection()
+        await connection.execute(SQL["attempt"], attempts)
+        if finals:
+            await connection.execute(SQL["final"], finals)
+        if retries:
+            await connection.execute(SQL["retry"], retries)
+        for endpoint_id, ok in health.items():
+            queue = self._queues.get(endpoint_id)
+            if ok and queue is not None:
+                # A success may unblock the next delivery of the same resource.
+                queue.exhausted = False
+        disabled = await self._record_health(session, health, first_failure, gone, now)
+        for endpoint_id in disabled:
+            self._retire(endpoint_id)
+
+    async def _give_back(self, session: AsyncSession, delivery_ids: list[int]) -> None:
+        """Leased deliveries this worker will not send (stopping, or their endpoint was
+        disabled) become due again at once, for any worker."""
+        connection = await session.connection()
+        await connection.execute(SQL["give_back"], {"ids": delivery_ids, "worker": self.worker_id})
 
     async def _record_health(
         self,
@@ -521,23 +865,25 @@ class Dispatcher:
         first_failure: dict[int, datetime],
         gone: set[int],
         now: datetime,
-    ) -> None:
+    ) -> set[int]:
+        """Endpoint health; returns the endpoints disabled by this batch."""
         healthy = [endpoint_id for endpoint_id, ok in health.items() if ok]
         failing = [endpoint_id for endpoint_id, ok in health.items() if not ok]
+        connection = await session.connection()
         if healthy:
-            await session.execute(
-                update(E)
-                .where(E.id.in_(healthy), E.failing_since.is_not(None))
-                .values(failing_since=None)
+            await connection.execute(SQL["healthy"], {"ids": healthy})
+        if failing:
+            await connection.execute(
+                SQL["failing"],
+                [
+                    {"b_id": endpoint_id, "since": first_failure[endpoint_id]}
+                    for endpoint_id in failing
+                ],
             )
-        for endpoint_id in failing:
-            await session.execute(
-                update(E)
-                .where(E.id == endpoint_id, E.failing_since.is_(None))
-                .values(failing_since=first_failure[endpoint_id])
-            )
+        disabled = set()
         for endpoint_id in gone:
-            await disable_endpoint(session, endpoint_id, "The endpoint answered 410 Gone.", now)
+            if await disable_endpoint(session, endpoint_id, "The endpoint answered 410 Gone.", now):
+                disabled.add(endpoint_id)
         threshold = now - self._settings.disable_after
         for endpoint_id in failing:
             if endpoint_id in gone:
@@ -561,34 +907,24 @@ class Dispatcher:
             )
             if (failed_since or 0) >= self._settings.disable_after_failures:
                 hours = self._settings.disable_after.total_seconds() / 3600
-                await disable_endpoint(
-                    session,
-                    endpoint_id,
-                    f"Every delivery failed for {hours:g} hours ({failed_since} attempts).",
-                    now,
-                )
+                reason = f"Every delivery failed for {hours:g} hours ({failed_since} attempts)."
+                if await disable_endpoint(session, endpoint_id, reason, now):
+                    disabled.add(endpoint_id)
+        return disabled
 
-    async def _reap_leases(self) -> None:
+    async def _reap_leases(self, session: AsyncSession, now: datetime) -> None:
         """Deliveries whose worker died with them claimed become due again."""
-        if time.monotonic() - self._last_reap < 1.0:
-            return
-        self._last_reap = time.monotonic()
-        now = self._clock.now()
-        async with self._database.transaction() as session:
-            await session.execute(
-                update(D)
-                .where(D.status == "delivering", D.lease_expires_at < now)
-                .values(status="pending", leased_by=None, lease_expires_at=None)
-                .execution_options(synchronize_session=False)
-            )
+        connection = await session.connection()
+        await connection.execute(SQL["reap"], {"now": now})
 
 
 async def disable_endpoint(
     session: AsyncSession, endpoint_id: int, reason: str, now: datetime
-) -> None:
+) -> bool:
+    """Disable an endpoint and record `ENDPOINT_DISABLED`; False when it was disabled already."""
     endpoint = await session.get(E, endpoint_id)
     if endpoint is None or not endpoint.enabled:
-        return
+        return False
     endpoint.enabled = False
     endpoint.disabled_reason = reason
     endpoint.updated_at = now
@@ -603,3 +939,4 @@ async def disable_endpoint(
         at=now,
     )
     log.warning("webhook endpoint %s disabled: %s", endpoint.public_id, reason)
+    return True

@@ -76,7 +76,14 @@ class WebhookDelivery(Base):
     __table_args__ = (
         UniqueConstraint("endpoint_id", "event_id", "part"),
         Index("ix_webhook_deliveries_due", "status", "next_attempt_at"),
-        Index("ix_webhook_deliveries_endpoint_due", "endpoint_id", "status", "next_attempt_at"),
+        # The claim's ordered pick: due deliveries of one endpoint, oldest first.
+        Index(
+            "ix_webhook_deliveries_endpoint_due",
+            "endpoint_id",
+            "status",
+            "next_attempt_at",
+            "id",
+        ),
         Index("ix_webhook_deliveries_order", "endpoint_id", "ordering_key", "id"),
         Index("ix_webhook_deliveries_lease", "status", "lease_expires_at"),
     )

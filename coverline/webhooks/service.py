@@ -10,6 +10,7 @@ from typing import Any
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from coverline.db.engine import Database
 from coverline.events.models import Event
 from coverline.kit.errors import NotFound, ValidationFailed
 from coverline.partners.crypto import SecretBox
@@ -20,6 +21,8 @@ from coverline.webhooks.network import check_url
 from coverline.webhooks.schemas import EndpointIn, EndpointPatch
 
 ROTATION_OVERLAP = timedelta(hours=24)
+# The wake-up channel of the dispatchers; its payloads are endpoint ids.
+WAKE_CHANNEL = "coverline_webhooks"
 DEFAULT_SIGNATURE = {formats.XCOVER: signing.XCOVER, formats.MYCOVER: signing.MYCOVER}
 
 
@@ -163,6 +166,7 @@ async def update_endpoint(
         if endpoint.enabled:
             endpoint.disabled_reason = None
             endpoint.failing_since = None
+            Database.wake(session, WAKE_CHANNEL, (str(endpoint.id),))
     for name in ("description", "retry_schedule", "timeout_seconds", "max_concurrency"):
         if name in changes:
             setattr(endpoint, name, changes[name])
@@ -260,6 +264,8 @@ def deliver_to(
         )
         session.add(delivery)
         created.append(delivery)
+    if created:
+        Database.wake(session, WAKE_CHANNEL, (str(endpoint.id),))
     return created
 
 
@@ -331,6 +337,7 @@ async def redeliver(
         )
     for name, value in _reschedule(now).items():
         setattr(delivery, name, value)
+    Database.wake(session, WAKE_CHANNEL, (str(endpoint.id),))
     return delivery
 
 
@@ -346,6 +353,7 @@ async def recover(
         )
         .values(**_reschedule(now))
     )
+    Database.wake(session, WAKE_CHANNEL, (str(endpoint.id),))
     return int(getattr(result, "rowcount", 0) or 0)
 
 

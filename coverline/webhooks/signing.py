@@ -7,6 +7,7 @@ import hashlib
 import hmac
 import secrets
 from email.utils import formatdate
+from functools import lru_cache
 
 from coverline.partners.signatures import encode_signature, sign
 
@@ -33,6 +34,18 @@ def _standard_signature(secret: str, message_id: str, timestamp: int, body: byte
     return "v1," + base64.b64encode(digest).decode()
 
 
+@lru_cache(maxsize=1024)
+def _xcover_date_signature(secret: str, key: str, seconds: int) -> tuple[str, str]:
+    """XCover signs only the Date header: one signature per key and second, whatever the
+    number of webhooks sent in that second."""
+    date = formatdate(seconds, usegmt=True)
+    signature = encode_signature(sign(secret, "hmac-sha256", f"date: {date}"))
+    authorization = (
+        f'Signature keyId="{key}",algorithm="hmac-sha256",headers="date",signature="{signature}"'
+    )
+    return date, authorization
+
+
 def sign_headers(
     scheme: str,
     *,
@@ -53,14 +66,10 @@ def sign_headers(
         digest = hmac.new(secrets_in_use[0].encode(), body, hashlib.sha512).hexdigest()
         headers["x-mycoverai-signature"] = digest
     elif scheme == XCOVER:
-        date = formatdate(seconds, usegmt=True)
-        signature = encode_signature(sign(secrets_in_use[0], "hmac-sha256", f"date: {date}"))
+        date, authorization = _xcover_date_signature(secrets_in_use[0], key, seconds)
         headers["Date"] = date
         headers["X-Api-Key"] = key
-        headers["Authorization"] = (
-            f'Signature keyId="{key}",algorithm="hmac-sha256",headers="date",'
-            f'signature="{signature}"'
-        )
+        headers["Authorization"] = authorization
     else:
         headers["webhook-signature"] = " ".join(
             _standard_signature(secret, message_id, seconds, body) for secret in secrets_in_use

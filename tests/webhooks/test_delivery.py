@@ -226,31 +226,31 @@ async def test_created_then_cancelled_arrive_in_that_order_while_failing(
     assert detail["event"] == "BOOKING_CANCELLED"
 
 
-async def test_a_claim_leases_no_more_than_asked(
+async def delivery_statuses(services: Services, partner: PartnerFixture) -> dict[str, int]:
+    async with services.database.reading() as session:
+        rows = await session.execute(
+            select(WebhookDelivery.status, func.count())
+            .where(WebhookDelivery.partner_id == partner.id)
+            .group_by(WebhookDelivery.status)
+        )
+        return {status: count for status, count in rows.all()}
+
+
+async def test_a_turn_leases_what_the_queue_may_hold_and_stopping_gives_back_the_unsent(
     services: Services, partner: PartnerFixture, receiver: Receiver
 ) -> None:
     from coverline.webhooks.dispatcher import DispatchSettings
 
-    endpoint = await add_endpoint(partner.sandbox, receiver.url)
+    await add_endpoint(partner.sandbox, receiver.url, max_concurrency=2)
     for _ in range(10):
         await instant(partner)
-    settings = DispatchSettings(allow_private_networks=True, per_endpoint=16)
+    # Slow answers keep the first two sends under way while the test looks and stops.
+    receiver.answer(Answer(delay=1.0), Answer(delay=1.0))
+    settings = DispatchSettings(allow_private_networks=True, batch_size=3)
     async with Dispatcher(services.database, services.box, services.clock, settings) as idle:
-        claims = await idle.claim(3)
-        assert len(claims) == 3
-        assert {c.endpoint.public_id for c in claims} == {endpoint["id"]}
-        async with services.database.reading() as session:
-            leased = await session.scalar(
-                select(func.count())
-                .select_from(WebhookDelivery)
-                .where(
-                    WebhookDelivery.partner_id == partner.id,
-                    WebhookDelivery.status == "delivering",
-                )
-            )
-        assert leased == 3
-        # Release them for the test's own cleanliness: let the idle dispatcher send them.
-        for claim in claims:
-            idle._start(claim)
-        await idle.drain()
-    assert len(receiver.received) == 3
+        await idle.turn()
+        # Three leased: two sending (the endpoint's concurrency), one waiting its turn.
+        assert await delivery_statuses(services, partner) == {"delivering": 3, "pending": 7}
+    # Stopping finished and recorded the two sends and gave the third lease back.
+    assert len(receiver.received) == 2
+    assert await delivery_statuses(services, partner) == {"succeeded": 2, "pending": 8}

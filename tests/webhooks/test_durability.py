@@ -53,6 +53,7 @@ BOOKING_CONCURRENCY = 8
 RECEIVER_DELAY = 0.08
 # Short, so that the deliveries a killed worker held are due again within the test.
 LEASE_SECONDS = 5
+BATCH_SIZE = 32
 DELIVERY_TIMEOUT = 45.0
 STOP_TIMEOUT = 10.0
 
@@ -126,6 +127,8 @@ class World:
             COVERLINE_DATA_DIR=str(self.tmp),
             COVERLINE_WEBHOOKS_ALLOW_PRIVATE_NETWORKS="true",
             COVERLINE_WEBHOOK_LEASE_SECONDS=str(LEASE_SECONDS),
+            # Small claims: neither worker can take the whole backlog before the other starts.
+            COVERLINE_WEBHOOK_BATCH_SIZE=str(BATCH_SIZE),
             COVERLINE_LOG_LEVEL="warning",
             PYTHONUNBUFFERED="1",
         )
