@@ -9,14 +9,14 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.responses import Response
 
 from coverline.bookings import service
-from coverline.kit.http import SlashAgnosticRouter
+from coverline.kit.http import MAX_OFFSET, PartnerRouter
 from coverline.partners.deps import PartnerCall, partner_call
 from coverline.quotes.models import QuotePackage
 from coverline.quotes.presenter import booking_json
 from coverline.quotes.schemas import BookingIn, BookingPatchIn, InstantBookingIn
 from coverline.quotes.service import definitions_needed
 
-router = SlashAgnosticRouter(prefix="/api/partners/{partner_code}", tags=["bookings"])
+router = PartnerRouter(tags=["bookings"])
 
 
 def renderer(call: PartnerCall, *, price_diff: bool = False) -> service.Render:
@@ -50,7 +50,7 @@ async def instant_booking(
 async def list_bookings(
     call: PartnerCall = Depends(partner_call),
     limit: int = Query(default=20, ge=1, le=100),
-    offset: int = Query(default=0, ge=0),
+    offset: int = Query(default=0, ge=0, le=MAX_OFFSET),
 ) -> Response:
     render = renderer(call)
 

@@ -16,11 +16,11 @@ from coverline.bookings.api import renderer
 from coverline.bookings.service import load_booking
 from coverline.kit.dates import server_time
 from coverline.kit.errors import Conflict
-from coverline.kit.http import SlashAgnosticRouter
+from coverline.kit.http import PartnerRouter
 from coverline.kit.money import format_money, json_number
 from coverline.partners.deps import PartnerCall, partner_call
 
-router = SlashAgnosticRouter(prefix="/api/partners/{partner_code}", tags=["lifecycle"])
+router = PartnerRouter(tags=["lifecycle"])
 
 
 class ConfirmIn(BaseModel):

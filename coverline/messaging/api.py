@@ -9,7 +9,7 @@ from fastapi import Body, Depends, Query
 from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.responses import Response
 
-from coverline.kit.http import SlashAgnosticRouter
+from coverline.kit.http import MAX_OFFSET, PartnerRouter
 from coverline.messaging import service
 from coverline.messaging.schemas import (
     PreviewIn,
@@ -21,7 +21,7 @@ from coverline.messaging.schemas import (
 from coverline.messaging.templates import VARIABLES
 from coverline.partners.deps import PartnerCall, partner_call
 
-router = SlashAgnosticRouter(prefix="/api/partners/{partner_code}", tags=["messaging"])
+router = PartnerRouter(tags=["messaging"])
 
 
 def _who(call: PartnerCall) -> tuple[int, str]:
@@ -127,7 +127,7 @@ async def list_messages(
     booking: str | None = Query(default=None, max_length=64),
     status: str | None = Query(default=None, max_length=16),
     limit: int = Query(default=20, ge=1, le=100),
-    offset: int = Query(default=0, ge=0),
+    offset: int = Query(default=0, ge=0, le=MAX_OFFSET),
 ) -> Response:
     async def work(session: AsyncSession) -> dict[str, Any]:
         count, messages = await service.list_messages(

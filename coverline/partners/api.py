@@ -9,12 +9,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.responses import Response
 
 from coverline.kit.dates import server_time
-from coverline.kit.http import SlashAgnosticRouter
+from coverline.kit.http import PartnerRouter
 from coverline.partners import service
 from coverline.partners.deps import PartnerCall, partner_call
 from coverline.partners.models import ApiCredential
 
-router = SlashAgnosticRouter(prefix="/api/partners/{partner_code}", tags=["api keys"])
+router = PartnerRouter(tags=["api keys"])
 
 
 def credential_json(credential: ApiCredential, current_id: int) -> dict[str, Any]:

@@ -8,7 +8,7 @@ from fastapi import Depends
 from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.responses import Response
 
-from coverline.kit.http import SlashAgnosticRouter
+from coverline.kit.http import PartnerRouter
 from coverline.partners.deps import PartnerCall, partner_call
 from coverline.quotes import service
 from coverline.quotes.models import QuotePackage
@@ -20,7 +20,7 @@ from coverline.quotes.schemas import (
     QuotePackageUpdateIn,
 )
 
-router = SlashAgnosticRouter(prefix="/api/partners/{partner_code}", tags=["quotes"])
+router = PartnerRouter(tags=["quotes"])
 
 
 async def render_package(

@@ -9,11 +9,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.responses import Response
 
 from coverline.bookings.api import renderer
-from coverline.kit.http import SlashAgnosticRouter
+from coverline.kit.http import PartnerRouter
 from coverline.partners.deps import PartnerCall, partner_call
 from coverline.renewals import service
 
-router = SlashAgnosticRouter(prefix="/api/partners/{partner_code}", tags=["renewals"])
+router = PartnerRouter(tags=["renewals"])
 
 
 @router.patch(

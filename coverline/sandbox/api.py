@@ -14,12 +14,12 @@ from starlette.responses import Response
 from coverline.catalog.definition import parse_duration
 from coverline.kit.dates import parse_rfc3339, server_time
 from coverline.kit.errors import NotFound, ValidationFailed
-from coverline.kit.http import SlashAgnosticRouter
+from coverline.kit.http import PartnerRouter
 from coverline.partners.deps import PartnerCall, partner_call
 from coverline.renewals.service import run_due
 from coverline.sandbox.service import current_offset, set_offset
 
-router = SlashAgnosticRouter(prefix="/api/partners/{partner_code}", tags=["sandbox"])
+router = PartnerRouter(tags=["sandbox"])
 MAX_TRANSITIONS = 100_000
 
 

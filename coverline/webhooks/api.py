@@ -13,13 +13,13 @@ from coverline.events.service import EventType
 from coverline.kit import ids
 from coverline.kit.dates import server_time
 from coverline.kit.errors import ValidationFailed
-from coverline.kit.http import SlashAgnosticRouter
+from coverline.kit.http import MAX_OFFSET, PartnerRouter
 from coverline.partners.deps import PartnerCall, partner_call
 from coverline.webhooks import service
 from coverline.webhooks.models import WebhookAttempt, WebhookDelivery, WebhookEndpoint
 from coverline.webhooks.schemas import EndpointIn, EndpointPatch, RecoverIn
 
-router = SlashAgnosticRouter(prefix="/api/partners/{partner_code}", tags=["webhooks"])
+router = PartnerRouter(tags=["webhooks"])
 
 
 def _time(value: Any) -> str | None:
@@ -195,7 +195,7 @@ async def list_deliveries(
     call: PartnerCall = Depends(partner_call),
     status: str | None = Query(default=None, pattern="^(pending|delivering|succeeded|failed)$"),
     limit: int = Query(default=20, ge=1, le=100),
-    offset: int = Query(default=0, ge=0),
+    offset: int = Query(default=0, ge=0, le=MAX_OFFSET),
 ) -> Response:
     async def work(session: AsyncSession) -> dict[str, Any]:
         endpoint = await service.get_endpoint(session, _scope(call), endpoint_id)
