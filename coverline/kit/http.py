@@ -11,7 +11,7 @@ import orjson
 from fastapi import APIRouter, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.routing import APIRoute
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 from starlette.responses import JSONResponse as StarletteJSONResponse
 from starlette.responses import Response
 
@@ -38,6 +38,19 @@ class ErrorBody(BaseModel):
     errors: dict[str, Any] | list[str] = Field(
         description="Field errors, nested like the request; or a list of messages."
     )
+
+
+class ResponseBody(BaseModel):
+    """A documented response: the fields named are checked, others may follow (XCover's
+    shapes carry many product-specific ones)."""
+
+    model_config = ConfigDict(extra="allow")
+
+
+class EmptyBody(BaseModel):
+    """What an idempotent replay of a 204 answers: `{}`."""
+
+    model_config = ConfigDict(extra="forbid")
 
 
 ERROR_DESCRIPTIONS = {
@@ -150,8 +163,18 @@ class PartnerRouter(SlashAgnosticRouter):
 
     def add_api_route(self, path: str, endpoint: Callable[..., Any], **kwargs: Any) -> None:
         methods = {method.upper() for method in kwargs.get("methods") or ("GET",)}
-        statuses = WRITE_ERRORS if methods & _WRITE_METHODS else READ_ERRORS
-        kwargs["responses"] = {**error_responses(*statuses), **(kwargs.get("responses") or {})}
+        writes = bool(methods & _WRITE_METHODS)
+        responses = error_responses(*(WRITE_ERRORS if writes else READ_ERRORS))
+        if writes:
+            # A replay answers 409 with the stored response of the first request.
+            stored = EmptyBody if kwargs.get("status_code") == 204 else kwargs.get("response_model")
+            if not (isinstance(stored, type) and issubclass(stored, BaseModel)):
+                raise TypeError(f"{path}: a partner write documents its response_model.")
+            responses[409] = {
+                "model": ErrorBody | stored,
+                "description": ERROR_DESCRIPTIONS[409],
+            }
+        kwargs["responses"] = {**responses, **(kwargs.get("responses") or {})}
         super().add_api_route(path, endpoint, **kwargs)
 
 
