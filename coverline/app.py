@@ -26,7 +26,12 @@ from coverline.config import Settings, get_settings
 from coverline.dashboard.app import create_dashboard
 from coverline.documents.api import router as documents_router
 from coverline.kit.errors import CoverlineError, PayloadTooLarge
-from coverline.kit.http import JSONResponse, translate_validation_error
+from coverline.kit.http import (
+    AUTHENTICATED_ERRORS,
+    JSONResponse,
+    error_responses,
+    translate_validation_error,
+)
 from coverline.messaging.api import router as messaging_router
 from coverline.partners.api import router as keys_router
 from coverline.partners.deps import authenticated
@@ -172,7 +177,11 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     app.include_router(renewals_router)
     app.include_router(sandbox_router)
     app.include_router(documents_router)
-    app.include_router(auxiliary_router, dependencies=[Depends(authenticated)])
+    app.include_router(
+        auxiliary_router,
+        dependencies=[Depends(authenticated)],
+        responses=error_responses(*AUTHENTICATED_ERRORS),
+    )
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     app.mount("/dashboard", create_dashboard(lambda: app.state.services), name="dashboard")
 

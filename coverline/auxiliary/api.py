@@ -5,6 +5,8 @@ Every path answers with and without its trailing slash; only the slashed form is
 
 from __future__ import annotations
 
+from typing import Any
+
 from fastapi import APIRouter
 
 from coverline.auxiliary import service
@@ -15,8 +17,12 @@ from coverline.auxiliary.schemas import (
     LanguageList,
     RegionList,
 )
+from coverline.kit.http import ErrorBody
 
 router = APIRouter(prefix="/api/auxiliary", tags=["auxiliary"])
+UNKNOWN_COUNTRY: dict[int | str, dict[str, Any]] = {
+    404: {"model": ErrorBody, "description": "Unknown country code."}
+}
 
 
 @router.get("/countries/", response_model=CountryList, summary="List countries")
@@ -30,7 +36,7 @@ def list_countries() -> CountryList:
     "/countries/{code}/",
     response_model=Country,
     summary="Get a country",
-    responses={404: {"description": "Unknown country code."}},
+    responses=UNKNOWN_COUNTRY,
 )
 @router.get("/countries/{code}", response_model=Country, include_in_schema=False)
 def get_country(code: str) -> Country:
@@ -43,7 +49,7 @@ def get_country(code: str) -> Country:
     summary="List a country's regions",
     description="ISO 3166-2 subdivisions. Nigerian states and the FCT also list their "
     "local government areas.",
-    responses={404: {"description": "Unknown country code."}},
+    responses=UNKNOWN_COUNTRY,
 )
 @router.get("/countries/{code}/regions", response_model=RegionList, include_in_schema=False)
 def list_regions(code: str) -> RegionList:

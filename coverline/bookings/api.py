@@ -9,14 +9,21 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.responses import Response
 
 from coverline.bookings import service
-from coverline.kit.http import SlashAgnosticRouter
+from coverline.bookings.schemas import BookingDiffOut
+from coverline.kit.http import MAX_OFFSET, PartnerRouter
 from coverline.partners.deps import PartnerCall, partner_call
 from coverline.quotes.models import QuotePackage
 from coverline.quotes.presenter import booking_json
-from coverline.quotes.schemas import BookingIn, BookingPatchIn, InstantBookingIn
+from coverline.quotes.schemas import (
+    BookingIn,
+    BookingListOut,
+    BookingOut,
+    BookingPatchIn,
+    InstantBookingIn,
+)
 from coverline.quotes.service import definitions_needed
 
-router = SlashAgnosticRouter(prefix="/api/partners/{partner_code}", tags=["bookings"])
+router = PartnerRouter(tags=["bookings"])
 
 
 def renderer(call: PartnerCall, *, price_diff: bool = False) -> service.Render:
@@ -33,7 +40,7 @@ def renderer(call: PartnerCall, *, price_diff: bool = False) -> service.Render:
     return render
 
 
-@router.post("/instant_booking/", summary="Quote and book in one call")
+@router.post("/instant_booking/", response_model=BookingOut, summary="Quote and book in one call")
 async def instant_booking(
     data: InstantBookingIn, call: PartnerCall = Depends(partner_call)
 ) -> Response:
@@ -46,11 +53,11 @@ async def instant_booking(
     return await call.write(work)
 
 
-@router.get("/bookings/", summary="List bookings")
+@router.get("/bookings/", response_model=BookingListOut, summary="List bookings")
 async def list_bookings(
     call: PartnerCall = Depends(partner_call),
     limit: int = Query(default=20, ge=1, le=100),
-    offset: int = Query(default=0, ge=0),
+    offset: int = Query(default=0, ge=0, le=MAX_OFFSET),
 ) -> Response:
     render = renderer(call)
 
@@ -77,7 +84,7 @@ async def list_bookings(
     return await call.read(work)
 
 
-@router.post("/bookings/{package_id}/", summary="Book a quote package")
+@router.post("/bookings/{package_id}/", response_model=BookingOut, summary="Book a quote package")
 async def book(
     package_id: str, data: BookingIn, call: PartnerCall = Depends(partner_call)
 ) -> Response:
@@ -90,7 +97,7 @@ async def book(
     return await call.write(work)
 
 
-@router.get("/bookings/{package_id}/", summary="Get a booking")
+@router.get("/bookings/{package_id}/", response_model=BookingOut, summary="Get a booking")
 async def get_booking(package_id: str, call: PartnerCall = Depends(partner_call)) -> Response:
     async def work(session: AsyncSession) -> dict[str, Any]:
         package = await service.load_booking(session, call.scope, package_id)
@@ -99,7 +106,11 @@ async def get_booking(package_id: str, call: PartnerCall = Depends(partner_call)
     return await call.read(work)
 
 
-@router.patch("/bookings/{package_id}/", summary="Modify a booking directly (policyholder)")
+@router.patch(
+    "/bookings/{package_id}/",
+    response_model=BookingDiffOut,
+    summary="Modify a booking directly (policyholder)",
+)
 async def modify_booking(
     package_id: str, data: BookingPatchIn, call: PartnerCall = Depends(partner_call)
 ) -> Response:
@@ -112,7 +123,12 @@ async def modify_booking(
     return await call.write(work)
 
 
-@router.put("/bookings/{package_id}/confirm", status_code=201, summary="Confirm payment")
+@router.put(
+    "/bookings/{package_id}/confirm",
+    response_model=BookingOut,
+    status_code=201,
+    summary="Confirm payment",
+)
 async def confirm_booking(package_id: str, call: PartnerCall = Depends(partner_call)) -> Response:
     async def work(session: AsyncSession) -> tuple[int, Any]:
         body = await service.confirm_payment(

@@ -13,14 +13,20 @@ from starlette.responses import Response
 
 from coverline.bookings import cancellations, instalments, modifications
 from coverline.bookings.api import renderer
+from coverline.bookings.schemas import (
+    BookingDiffOut,
+    BookingUpdateOut,
+    CancellationOut,
+    InstalmentsOut,
+)
 from coverline.bookings.service import load_booking
 from coverline.kit.dates import server_time
 from coverline.kit.errors import Conflict
-from coverline.kit.http import SlashAgnosticRouter
+from coverline.kit.http import PartnerRouter
 from coverline.kit.money import format_money, json_number
 from coverline.partners.deps import PartnerCall, partner_call
 
-router = SlashAgnosticRouter(prefix="/api/partners/{partner_code}", tags=["lifecycle"])
+router = PartnerRouter(tags=["lifecycle"])
 
 
 class ConfirmIn(BaseModel):
@@ -44,6 +50,7 @@ def _with_diffs(
 
 @router.patch(
     "/bookings/{package_id}/quote_for_update",
+    response_model=BookingUpdateOut,
     summary="Price a change of a booking without applying it",
 )
 async def quote_for_update(
@@ -66,6 +73,7 @@ async def quote_for_update(
 
 @router.post(
     "/bookings/{package_id}/confirm_update/{update_id}/",
+    response_model=BookingDiffOut,
     status_code=201,
     summary="Apply a priced change",
 )
@@ -84,7 +92,11 @@ async def confirm_update(
     return await call.write(work)
 
 
-@router.post("/bookings/{package_id}/cancel", summary="Cancel a booking, or preview the refunds")
+@router.post(
+    "/bookings/{package_id}/cancel",
+    response_model=CancellationOut,
+    summary="Cancel a booking, or preview the refunds",
+)
 async def cancel(
     package_id: str,
     data: cancellations.CancelIn,
@@ -103,6 +115,7 @@ async def cancel(
 
 @router.post(
     "/bookings/{package_id}/confirm_cancellation/{cancellation_id}/",
+    response_model=CancellationOut,
     summary="Carry out a previewed cancellation",
 )
 async def confirm_cancellation(
@@ -121,7 +134,11 @@ async def confirm_cancellation(
     return await call.write(work)
 
 
-@router.get("/bookings/{package_id}/instalments/", summary="The instalment schedules")
+@router.get(
+    "/bookings/{package_id}/instalments/",
+    response_model=InstalmentsOut,
+    summary="The instalment schedules",
+)
 async def get_instalments(package_id: str, call: PartnerCall = Depends(partner_call)) -> Response:
     async def work(session: AsyncSession) -> dict[str, Any]:
         package = await load_booking(session, call.scope, package_id)

@@ -1,16 +1,26 @@
-"""HTTP pieces shared by every router: JSON rendering, slash-agnostic routes, error bodies."""
+"""HTTP pieces shared by every router: JSON rendering, slash-agnostic routes, error bodies and
+the error responses every partner operation documents."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
+from enum import Enum
 from typing import Any
 
 import orjson
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 from fastapi.exceptions import RequestValidationError
+from fastapi.routing import APIRoute
+from pydantic import BaseModel, ConfigDict, Field
 from starlette.responses import JSONResponse as StarletteJSONResponse
+from starlette.responses import Response
 
-from coverline.kit.errors import BadRequest, CoverlineError, ValidationFailed
+from coverline.kit.errors import BadRequest, CoverlineError, NotFound, ValidationFailed
+
+# The largest `offset` a list accepts: past it no database integer holds `offset + limit`.
+MAX_OFFSET = 2**31 - 1
+NUL = "\x00"
+NUL_MESSAGE = "Text must not contain NUL characters."
 
 
 class JSONResponse(StarletteJSONResponse):
@@ -18,6 +28,110 @@ class JSONResponse(StarletteJSONResponse):
 
     def render(self, content: Any) -> bytes:
         return orjson.dumps(content)
+
+
+class ErrorBody(BaseModel):
+    """The body of every error response (API-CONTRACT §3)."""
+
+    type: str = Field(examples=["validation_error"])
+    message: str = Field(examples=["An API error occurred."])
+    errors: dict[str, Any] | list[str] = Field(
+        description="Field errors, nested like the request; or a list of messages."
+    )
+
+
+class ResponseBody(BaseModel):
+    """A documented response: the fields named are checked, others may follow (XCover's
+    shapes carry many product-specific ones)."""
+
+    model_config = ConfigDict(extra="allow")
+
+
+class EmptyBody(BaseModel):
+    """What an idempotent replay of a 204 answers: `{}`."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+ERROR_DESCRIPTIONS = {
+    400: "Malformed request: bad JSON, a body that is not an object, a malformed header.",
+    401: "Missing or invalid credentials or signature, or a stale Date.",
+    404: "Unknown resource, or one of another partner or mode.",
+    409: "An idempotent replay (`Idempotent-Replayed: true`), or a state conflict.",
+    413: "The request body is larger than the server accepts.",
+    422: "Validation or business rule errors.",
+    423: "The first request with this idempotency key is still being processed.",
+    429: "Rate limit reached; `Retry-After` says when to try again.",
+}
+AUTHENTICATED_ERRORS = (400, 401, 413, 429)
+READ_ERRORS = (*AUTHENTICATED_ERRORS, 404, 422)
+WRITE_ERRORS = (*READ_ERRORS, 409, 423)
+_WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+
+
+def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI `responses` entries: these statuses with the one error body."""
+    return {
+        status: {"model": ErrorBody, "description": ERROR_DESCRIPTIONS[status]}
+        for status in sorted(statuses)
+    }
+
+
+class StrictJSONRequest(Request):
+    """Bodies parsed as JavaScript's `JSON.parse` reads them: numbers past 64 bits become
+    doubles, while NaN, Infinity and lone surrogates are not JSON at all (the standard library
+    would let them through to the database and the response encoder, where they fail)."""
+
+    async def json(self) -> Any:
+        if not hasattr(self, "_json"):
+            self._json = orjson.loads(await self.body())
+        return self._json
+
+
+def _nul_paths(value: Any, path: list[str]) -> list[list[str]]:
+    if isinstance(value, str):
+        return [path] if NUL in value else []
+    found: list[list[str]] = []
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if NUL in key:
+                found.append([*path, key.replace(NUL, "")])
+            found += _nul_paths(item, [*path, key])
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            found += _nul_paths(item, [*path, str(index)])
+    return found
+
+
+async def refuse_nul(request: Request) -> None:
+    """PostgreSQL stores no NUL character in text or JSON: refuse it on every backend alike,
+    before any work, with the fields that carry one."""
+    if any(NUL in value for value in request.path_params.values()):
+        raise NotFound("Not found.")
+    errors: dict[str, Any] = {}
+    for name, value in request.query_params.multi_items():
+        if NUL in value or NUL in name:
+            _place(errors, [name.replace(NUL, "")], NUL_MESSAGE, as_text=False)
+    content_type = request.headers.get("content-type", "")
+    if "json" in content_type and await request.body():
+        try:
+            document = await request.json()
+        except orjson.JSONDecodeError:
+            document = None  # FastAPI reports it as invalid JSON.
+        for path in _nul_paths(document, []):
+            _place(errors, _xcover_location(path) or ["body"], NUL_MESSAGE, as_text=False)
+    if errors:
+        raise ValidationFailed(errors=errors)
+
+
+class StrictJSONRoute(APIRoute):
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+
+        async def strict_handler(request: Request) -> Response:
+            return await handler(StrictJSONRequest(request.scope, request.receive))
+
+        return strict_handler
 
 
 class SlashAgnosticRouter(APIRouter):
@@ -35,6 +149,33 @@ class SlashAgnosticRouter(APIRouter):
             if twin_kwargs.get("name"):
                 twin_kwargs["name"] = f"{twin_kwargs['name']}_twin"
             super().add_api_route(twin, endpoint, **twin_kwargs)
+
+
+class PartnerRouter(SlashAgnosticRouter):
+    """The routes under `/api/partners/{partner_code}`, each documenting the errors it can
+    answer: reads the authentication, look-up and validation ones, writes the idempotency ones
+    too."""
+
+    def __init__(self, *, tags: list[str | Enum]) -> None:
+        super().__init__(
+            prefix="/api/partners/{partner_code}", tags=tags, route_class=StrictJSONRoute
+        )
+
+    def add_api_route(self, path: str, endpoint: Callable[..., Any], **kwargs: Any) -> None:
+        methods = {method.upper() for method in kwargs.get("methods") or ("GET",)}
+        writes = bool(methods & _WRITE_METHODS)
+        responses = error_responses(*(WRITE_ERRORS if writes else READ_ERRORS))
+        if writes:
+            # A replay answers 409 with the stored response of the first request.
+            stored = EmptyBody if kwargs.get("status_code") == 204 else kwargs.get("response_model")
+            if not (isinstance(stored, type) and issubclass(stored, BaseModel)):
+                raise TypeError(f"{path}: a partner write documents its response_model.")
+            responses[409] = {
+                "model": ErrorBody | stored,
+                "description": ERROR_DESCRIPTIONS[409],
+            }
+        kwargs["responses"] = {**responses, **(kwargs.get("responses") or {})}
+        super().add_api_route(path, endpoint, **kwargs)
 
 
 def _message(error: dict[str, Any]) -> str:
@@ -63,6 +204,13 @@ def _place(errors: dict[str, Any], path: list[str], message: str, as_text: bool)
         existing.append(message)
 
 
+def _xcover_location(location: list[str]) -> list[str]:
+    """Quote request items report their fields flat, as XCover does."""
+    if len(location) >= 3 and location[0] == "request" and location[1].isdigit():
+        return location[2:]
+    return location
+
+
 def translate_validation_error(exc: RequestValidationError) -> CoverlineError:
     """FastAPI's validation errors in Coverline's error body (API-CONTRACT §3)."""
     errors: dict[str, Any] = {}
@@ -79,8 +227,7 @@ def translate_validation_error(exc: RequestValidationError) -> CoverlineError:
             if kind == "missing":
                 return BadRequest("A JSON request body is required.")
             return BadRequest("The request body must be a JSON object.")
-        # Quote request items report their fields flat, as XCover does.
-        if len(location) >= 3 and location[0] == "request" and location[1].isdigit():
-            location = location[2:]
-        _place(errors, location, _message(error), as_text=kind == "extra_forbidden")
+        _place(
+            errors, _xcover_location(location), _message(error), as_text=kind == "extra_forbidden"
+        )
     return ValidationFailed(errors=errors)

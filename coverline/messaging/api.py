@@ -9,26 +9,37 @@ from fastapi import Body, Depends, Query
 from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.responses import Response
 
-from coverline.kit.http import SlashAgnosticRouter
+from coverline.kit.http import MAX_OFFSET, PartnerRouter
 from coverline.messaging import service
 from coverline.messaging.schemas import (
+    MessageListOut,
+    MessageOut,
     PreviewIn,
+    PreviewOut,
+    ResentEmailOut,
     SendEmailIn,
     SettingsIn,
+    SettingsOut,
     SettingsPatch,
     TemplateIn,
+    TemplateListOut,
+    TemplateOut,
 )
 from coverline.messaging.templates import VARIABLES
 from coverline.partners.deps import PartnerCall, partner_call
 
-router = SlashAgnosticRouter(prefix="/api/partners/{partner_code}", tags=["messaging"])
+router = PartnerRouter(tags=["messaging"])
 
 
 def _who(call: PartnerCall) -> tuple[int, str]:
     return call.principal.partner_id, call.principal.mode
 
 
-@router.get("/messaging/settings", summary="Messaging settings of the calling mode")
+@router.get(
+    "/messaging/settings",
+    response_model=SettingsOut,
+    summary="Messaging settings of the calling mode",
+)
 async def get_settings(call: PartnerCall = Depends(partner_call)) -> Response:
     async def work(session: AsyncSession) -> dict[str, Any]:
         return service.settings_json(await service.load_config(session, *_who(call)))
@@ -36,7 +47,9 @@ async def get_settings(call: PartnerCall = Depends(partner_call)) -> Response:
     return await call.read(work)
 
 
-@router.put("/messaging/settings", summary="Replace the messaging settings")
+@router.put(
+    "/messaging/settings", response_model=SettingsOut, summary="Replace the messaging settings"
+)
 async def put_settings(data: SettingsIn, call: PartnerCall = Depends(partner_call)) -> Response:
     async def work(session: AsyncSession) -> tuple[int, Any]:
         config = await service.save_settings(session, *_who(call), data, call.services.clock.now())
@@ -45,7 +58,9 @@ async def put_settings(data: SettingsIn, call: PartnerCall = Depends(partner_cal
     return await call.write(work)
 
 
-@router.patch("/messaging/settings", summary="Change some messaging settings")
+@router.patch(
+    "/messaging/settings", response_model=SettingsOut, summary="Change some messaging settings"
+)
 async def patch_settings(
     data: SettingsPatch, call: PartnerCall = Depends(partner_call)
 ) -> Response:
@@ -56,7 +71,11 @@ async def patch_settings(
     return await call.write(work)
 
 
-@router.get("/messaging/templates/", summary="Templates: built-in and the partner's own")
+@router.get(
+    "/messaging/templates/",
+    response_model=TemplateListOut,
+    summary="Templates: built-in and the partner's own",
+)
 async def list_templates(call: PartnerCall = Depends(partner_call)) -> Response:
     async def work(session: AsyncSession) -> dict[str, Any]:
         listed = await service.list_templates(session, *_who(call))
@@ -67,6 +86,7 @@ async def list_templates(call: PartnerCall = Depends(partner_call)) -> Response:
 
 @router.put(
     "/messaging/templates/{event}/{channel}/{language}",
+    response_model=TemplateOut,
     summary="Save a template of your own (checked: unknown variables are refused)",
 )
 async def put_template(
@@ -102,6 +122,7 @@ async def delete_template(
 
 @router.post(
     "/messaging/templates/{event}/{channel}/{language}/preview",
+    response_model=PreviewOut,
     summary="Render a template with sample data or a booking's",
 )
 async def preview_template(
@@ -121,13 +142,15 @@ async def preview_template(
     return await call.read(work)
 
 
-@router.get("/messages/", summary="Messages sent (or stored) for customers")
+@router.get(
+    "/messages/", response_model=MessageListOut, summary="Messages sent (or stored) for customers"
+)
 async def list_messages(
     call: PartnerCall = Depends(partner_call),
     booking: str | None = Query(default=None, max_length=64),
     status: str | None = Query(default=None, max_length=16),
     limit: int = Query(default=20, ge=1, le=100),
-    offset: int = Query(default=0, ge=0),
+    offset: int = Query(default=0, ge=0, le=MAX_OFFSET),
 ) -> Response:
     async def work(session: AsyncSession) -> dict[str, Any]:
         count, messages = await service.list_messages(
@@ -138,7 +161,7 @@ async def list_messages(
     return await call.read(work)
 
 
-@router.get("/messages/{message_id}/", summary="One message")
+@router.get("/messages/{message_id}/", response_model=MessageOut, summary="One message")
 async def get_message(message_id: str, call: PartnerCall = Depends(partner_call)) -> Response:
     async def work(session: AsyncSession) -> dict[str, Any]:
         return service.message_json(await service.get_message(session, *_who(call), message_id))
@@ -148,6 +171,7 @@ async def get_message(message_id: str, call: PartnerCall = Depends(partner_call)
 
 @router.post(
     "/bookings/{package_id}/send_email",
+    response_model=ResentEmailOut,
     status_code=202,
     summary="Send the customer's e-mail again",
 )

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from coverline.kit.http import ResponseBody
 from coverline.kit.validation import normalise_email
 from coverline.messaging.templates import CHANNELS, KINDS
 
@@ -152,3 +153,80 @@ class SendEmailIn(BaseModel):
         description="BOOKING_CREATED, BOOKING_UPDATED, BOOKING_CANCELLED, RENEWAL_* or a "
         "message kind; the booking's latest when absent.",
     )
+
+
+class EffectiveSettingsOut(ResponseBody):
+    sender_name: str | None
+    reply_to: str | None
+    sending: bool
+
+
+class SettingsOut(ResponseBody):
+    mode: str
+    enabled: bool
+    channels: list[str]
+    events: list[str]
+    sender_name: str | None
+    sender_email: str | None
+    reply_to: str | None
+    support_url: str | None
+    brand_colour: str
+    sms_sender: str | None
+    send_in_sandbox: bool
+    effective: EffectiveSettingsOut
+
+
+class TemplateOut(ResponseBody):
+    event: str
+    channel: str
+    language: str
+    source: Literal["built_in", "partner"]
+    subject: str | None
+    text: str
+    html: str | None
+    updated_at: str | None
+
+
+class TemplateListOut(ResponseBody):
+    count: int
+    variables: dict[str, str]
+    results: list[TemplateOut]
+
+
+class PreviewOut(ResponseBody):
+    event: str
+    channel: str
+    language: str
+    subject: str | None
+    text: str
+    html: str | None
+
+
+class MessageOut(ResponseBody):
+    id: str
+    booking: str | None
+    event: str
+    channel: str
+    language: str | None
+    recipient: str | None
+    subject: str | None
+    text: str | None
+    html: str | None
+    status: str
+    attempts: int
+    error: str | None
+    scheduled_at: str | None
+    next_attempt_at: str | None
+    created_at: str | None
+    sent_at: str | None
+
+
+class MessageListOut(ResponseBody):
+    count: int
+    results: list[MessageOut]
+
+
+class ResentEmailOut(ResponseBody):
+    id: str
+    event: str
+    status: str

@@ -9,12 +9,13 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.responses import Response
 
 from coverline.kit.dates import server_time
-from coverline.kit.http import SlashAgnosticRouter
+from coverline.kit.http import PartnerRouter
 from coverline.partners import service
 from coverline.partners.deps import PartnerCall, partner_call
 from coverline.partners.models import ApiCredential
+from coverline.partners.schemas import ApiKeyListOut, ApiKeyOut, IssuedApiKeyOut
 
-router = SlashAgnosticRouter(prefix="/api/partners/{partner_code}", tags=["api keys"])
+router = PartnerRouter(tags=["api keys"])
 
 
 def credential_json(credential: ApiCredential, current_id: int) -> dict[str, Any]:
@@ -28,7 +29,7 @@ def credential_json(credential: ApiCredential, current_id: int) -> dict[str, Any
     }
 
 
-@router.get("/api_keys/", summary="List the API keys of this mode")
+@router.get("/api_keys/", response_model=ApiKeyListOut, summary="List the API keys of this mode")
 async def list_keys(call: PartnerCall = Depends(partner_call)) -> Response:
     async def work(session: AsyncSession) -> dict[str, Any]:
         partner = await service.get_partner(session, call.principal.partner_code)
@@ -45,6 +46,7 @@ async def list_keys(call: PartnerCall = Depends(partner_call)) -> Response:
 @router.post(
     "/api_keys/",
     status_code=201,
+    response_model=IssuedApiKeyOut,
     summary="Create a new API key (rotation: the old key stays valid until revoked)",
 )
 async def create_key(call: PartnerCall = Depends(partner_call)) -> Response:
@@ -64,7 +66,7 @@ async def create_key(call: PartnerCall = Depends(partner_call)) -> Response:
     return await call.write(work)
 
 
-@router.delete("/api_keys/{api_key}/", summary="Revoke an API key")
+@router.delete("/api_keys/{api_key}/", response_model=ApiKeyOut, summary="Revoke an API key")
 async def revoke_key(api_key: str, call: PartnerCall = Depends(partner_call)) -> Response:
     async def work(session: AsyncSession) -> tuple[int, Any]:
         partner = await service.get_partner(session, call.principal.partner_code)

@@ -46,6 +46,11 @@ class _Credential:
     allow_hmac_sha1: bool
 
 
+def _raw_path(request: Request) -> str | None:
+    raw: bytes | None = request.scope.get("raw_path")
+    return raw.decode("latin-1") if raw else None
+
+
 class Authenticator:
     def __init__(self, database: Database, box: SecretBox, settings: Settings) -> None:
         self._database = database
@@ -93,6 +98,7 @@ class Authenticator:
             path=request.url.path,
             query=request.url.query,
             header_values=request.headers,
+            raw_path=_raw_path(request),
         )
         if credential is None or not valid:
             raise AuthenticationFailed(INVALID_SIGNATURE)

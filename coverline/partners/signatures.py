@@ -128,11 +128,14 @@ def verify(
     path: str,
     query: str,
     header_values: Mapping[str, str],
+    raw_path: str | None = None,
 ) -> bool:
-    """Constant-time check; `(request-target)` may cover the path with or without the query."""
-    targets = [path]
+    """Constant-time check; `(request-target)` may cover the path with or without the query,
+    and the path as sent (`raw_path`, percent-encoded) or decoded."""
+    paths = [path] if raw_path is None or raw_path == path else [path, raw_path]
+    targets = list(paths)
     if query and REQUEST_TARGET in params.headers:
-        targets.append(f"{path}?{query}")
+        targets += [f"{sent}?{query}" for sent in paths]
     valid = False
     for target in targets:
         message = string_to_sign(params.headers, method, target, header_values)

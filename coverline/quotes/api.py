@@ -8,7 +8,7 @@ from fastapi import Depends
 from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.responses import Response
 
-from coverline.kit.http import SlashAgnosticRouter
+from coverline.kit.http import PartnerRouter
 from coverline.partners.deps import PartnerCall, partner_call
 from coverline.quotes import service
 from coverline.quotes.models import QuotePackage
@@ -17,10 +17,11 @@ from coverline.quotes.schemas import (
     AddQuotesIn,
     DeleteQuotesIn,
     QuotePackageIn,
+    QuotePackageOut,
     QuotePackageUpdateIn,
 )
 
-router = SlashAgnosticRouter(prefix="/api/partners/{partner_code}", tags=["quotes"])
+router = PartnerRouter(tags=["quotes"])
 
 
 async def render_package(
@@ -36,7 +37,9 @@ async def render_package(
     )
 
 
-@router.post("/quotes/", status_code=201, summary="Create a quote package")
+@router.post(
+    "/quotes/", status_code=201, response_model=QuotePackageOut, summary="Create a quote package"
+)
 async def create_quote(data: QuotePackageIn, call: PartnerCall = Depends(partner_call)) -> Response:
     async def work(session: AsyncSession) -> tuple[int, Any]:
         result = await service.create_package(session, call.services.catalog, call.scope, data)
@@ -46,7 +49,7 @@ async def create_quote(data: QuotePackageIn, call: PartnerCall = Depends(partner
     return await call.write(work)
 
 
-@router.get("/quotes/{package_id}/", summary="Get a quote package")
+@router.get("/quotes/{package_id}/", response_model=QuotePackageOut, summary="Get a quote package")
 async def get_quote(package_id: str, call: PartnerCall = Depends(partner_call)) -> Response:
     async def work(session: AsyncSession) -> dict[str, Any]:
         package = await service.load_package(session, call.scope, package_id)
@@ -55,7 +58,9 @@ async def get_quote(package_id: str, call: PartnerCall = Depends(partner_call)) 
     return await call.read(work)
 
 
-@router.patch("/quotes/{package_id}/", summary="Update a quote package")
+@router.patch(
+    "/quotes/{package_id}/", response_model=QuotePackageOut, summary="Update a quote package"
+)
 async def update_quote(
     package_id: str, data: QuotePackageUpdateIn, call: PartnerCall = Depends(partner_call)
 ) -> Response:
@@ -68,7 +73,12 @@ async def update_quote(
     return await call.write(work)
 
 
-@router.post("/quotes/{package_id}/add/", status_code=201, summary="Add quotes to a package")
+@router.post(
+    "/quotes/{package_id}/add/",
+    response_model=QuotePackageOut,
+    status_code=201,
+    summary="Add quotes to a package",
+)
 async def add_quotes(
     package_id: str, data: AddQuotesIn, call: PartnerCall = Depends(partner_call)
 ) -> Response:
@@ -82,7 +92,11 @@ async def add_quotes(
     return await call.write(work)
 
 
-@router.post("/quotes/{package_id}/delete/", summary="Delete quotes from a package")
+@router.post(
+    "/quotes/{package_id}/delete/",
+    response_model=QuotePackageOut,
+    summary="Delete quotes from a package",
+)
 async def delete_quotes(
     package_id: str, data: DeleteQuotesIn, call: PartnerCall = Depends(partner_call)
 ) -> Response:

@@ -1,4 +1,5 @@
-"""Request bodies of the quote, booking and modification endpoints (API-CONTRACT §6)."""
+"""Request and response bodies of the quote, booking and modification endpoints
+(API-CONTRACT §6)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from coverline.kit.http import ResponseBody
 from coverline.kit.validation import (
     country_error,
     is_country,
@@ -156,3 +158,79 @@ class BookingPatchIn(BaseModel):
 
     policyholder: PolicyholderPatchIn | None = None
     partner_transaction_id: str | None = Field(default=None, max_length=255)
+
+
+class PolicyOut(ResponseBody):
+    policy_type: str
+    policy_name: str
+    policy_code: str | None
+    policy_version: str
+    category: str | None
+    content: dict[str, str | None]
+    underwriter: dict[str, str | None]
+
+
+class QuoteOut(ResponseBody):
+    id: str
+    policy_start_date: str
+    policy_end_date: str
+    status: str
+    price: float
+    price_formatted: str
+    policy: PolicyOut
+    insured: list[dict[str, Any]] | None
+    tax: dict[str, Any]
+    duration: str
+    benefits: list[dict[str, Any]]
+    commission: dict[str, Any]
+    created_at: str
+    confirmed_at: str | None
+    updated_at: str
+    cancelled_at: str | None
+    is_renewable: bool
+    cover_amount: float | None
+    cover_amount_formatted: str | None
+    pds_url: str
+
+
+class BookedQuoteOut(QuoteOut):
+    next_renewal: dict[str, Any] | None
+    can_be_cancelled: bool
+    total_renewed_times: int
+
+
+class PackageHeadOut(ResponseBody):
+    id: str = Field(examples=["A1B2C-D3E4F-INS"])
+    status: str
+    currency: str
+    total_price: float
+    total_price_formatted: str
+    partner_transaction_id: str | None
+    created_at: str
+    updated_at: str
+    pds_url: str
+    security_token: str
+
+
+class QuotePackageOut(PackageHeadOut):
+    quotes: dict[str, QuoteOut | None] = Field(
+        description='Keyed "0", "1", … in request order; null where a product was not priced.'
+    )
+    errors: dict[str, Any]
+
+
+class BookingOut(PackageHeadOut):
+    quotes: list[BookedQuoteOut]
+    coi: dict[str, str | None]
+    policyholder: dict[str, Any] | None
+    total_tax: float
+    total_tax_formatted: str
+    total_premium: float
+    total_premium_formatted: str
+
+
+class BookingListOut(ResponseBody):
+    count: int
+    next: str | None
+    previous: str | None
+    results: list[BookingOut]

@@ -9,15 +9,18 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.responses import Response
 
 from coverline.bookings.api import renderer
-from coverline.kit.http import SlashAgnosticRouter
+from coverline.kit.http import PartnerRouter
 from coverline.partners.deps import PartnerCall, partner_call
+from coverline.quotes.schemas import BookingOut
 from coverline.renewals import service
+from coverline.renewals.schemas import BookingRenewalOut, BookingRenewalQuoteOut
 
-router = SlashAgnosticRouter(prefix="/api/partners/{partner_code}", tags=["renewals"])
+router = PartnerRouter(tags=["renewals"])
 
 
 @router.patch(
     "/renewals/{package_id}/quote_for_renewal/",
+    response_model=BookingRenewalQuoteOut,
     summary="Price the next period with the product's current version",
 )
 async def quote_for_renewal(package_id: str, call: PartnerCall = Depends(partner_call)) -> Response:
@@ -30,7 +33,11 @@ async def quote_for_renewal(package_id: str, call: PartnerCall = Depends(partner
     return await call.write(work)
 
 
-@router.post("/renewals/{package_id}/confirm/{renewal_id}/", summary="Pay a quoted renewal")
+@router.post(
+    "/renewals/{package_id}/confirm/{renewal_id}/",
+    response_model=BookingRenewalOut,
+    summary="Pay a quoted renewal",
+)
 async def confirm_renewal(
     package_id: str, renewal_id: str, call: PartnerCall = Depends(partner_call)
 ) -> Response:
@@ -43,7 +50,9 @@ async def confirm_renewal(
     return await call.write(work)
 
 
-@router.post("/renewals/{package_id}/opt_out/", summary="Stop renewing a policy")
+@router.post(
+    "/renewals/{package_id}/opt_out/", response_model=BookingOut, summary="Stop renewing a policy"
+)
 async def renewal_opt_out(package_id: str, call: PartnerCall = Depends(partner_call)) -> Response:
     async def work(session: AsyncSession) -> tuple[int, Any]:
         return 200, await service.opt_out(session, call.scope, package_id, renderer(call))

@@ -14,12 +14,12 @@ from starlette.responses import Response
 from coverline.catalog.definition import parse_duration
 from coverline.kit.dates import parse_rfc3339, server_time
 from coverline.kit.errors import NotFound, ValidationFailed
-from coverline.kit.http import SlashAgnosticRouter
+from coverline.kit.http import PartnerRouter, ResponseBody
 from coverline.partners.deps import PartnerCall, partner_call
 from coverline.renewals.service import run_due
 from coverline.sandbox.service import current_offset, set_offset
 
-router = SlashAgnosticRouter(prefix="/api/partners/{partner_code}", tags=["sandbox"])
+router = PartnerRouter(tags=["sandbox"])
 MAX_TRANSITIONS = 100_000
 
 
@@ -28,6 +28,22 @@ class ClockMove(BaseModel):
 
     advance: str | None = Field(default=None, description="An ISO 8601 duration, e.g. P30D.")
     to: str | None = Field(default=None, description="An RFC 3339 date-time in the future.")
+
+
+class ClockOut(ResponseBody):
+    now: str
+    offset_seconds: float
+
+
+class TransitionOut(ResponseBody):
+    event: str
+    renewal_id: str
+    booking_id: str
+    at: str
+
+
+class ClockMovedOut(ClockOut):
+    transitions: list[TransitionOut]
 
 
 def _sandbox_only(call: PartnerCall) -> None:
@@ -42,7 +58,7 @@ def _clock_json(call: PartnerCall, offset: timedelta) -> dict[str, Any]:
     }
 
 
-@router.get("/sandbox/clock", summary="The sandbox test clock")
+@router.get("/sandbox/clock", response_model=ClockOut, summary="The sandbox test clock")
 async def get_clock(call: PartnerCall = Depends(partner_call)) -> Response:
     _sandbox_only(call)
 
@@ -52,7 +68,9 @@ async def get_clock(call: PartnerCall = Depends(partner_call)) -> Response:
     return await call.read(work)
 
 
-@router.post("/sandbox/clock", summary="Move the sandbox test clock forward")
+@router.post(
+    "/sandbox/clock", response_model=ClockMovedOut, summary="Move the sandbox test clock forward"
+)
 async def move_clock(data: ClockMove, call: PartnerCall = Depends(partner_call)) -> Response:
     _sandbox_only(call)
     if (data.advance is None) == (data.to is None):

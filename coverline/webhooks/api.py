@@ -13,13 +13,27 @@ from coverline.events.service import EventType
 from coverline.kit import ids
 from coverline.kit.dates import server_time
 from coverline.kit.errors import ValidationFailed
-from coverline.kit.http import SlashAgnosticRouter
+from coverline.kit.http import MAX_OFFSET, PartnerRouter
 from coverline.partners.deps import PartnerCall, partner_call
 from coverline.webhooks import service
 from coverline.webhooks.models import WebhookAttempt, WebhookDelivery, WebhookEndpoint
-from coverline.webhooks.schemas import EndpointIn, EndpointPatch, RecoverIn
+from coverline.webhooks.schemas import (
+    DeliveryDetailOut,
+    DeliveryListOut,
+    DeliveryOut,
+    EndpointIn,
+    EndpointListOut,
+    EndpointOut,
+    EndpointPatch,
+    EndpointSecretOut,
+    EndpointWithSecretOut,
+    RecoverIn,
+    RecoveryOut,
+    RedeliveryOut,
+    RotatedEndpointOut,
+)
 
-router = SlashAgnosticRouter(prefix="/api/partners/{partner_code}", tags=["webhooks"])
+router = PartnerRouter(tags=["webhooks"])
 
 
 def _time(value: Any) -> str | None:
@@ -86,7 +100,7 @@ def _allow_private(call: PartnerCall) -> bool:
     return call.services.settings.webhooks_allow_private_networks
 
 
-@router.get("/webhooks/", summary="List webhook endpoints")
+@router.get("/webhooks/", response_model=EndpointListOut, summary="List webhook endpoints")
 async def list_endpoints(call: PartnerCall = Depends(partner_call)) -> Response:
     async def work(session: AsyncSession) -> dict[str, Any]:
         endpoints = await service.list_endpoints(session, _scope(call))
@@ -95,7 +109,12 @@ async def list_endpoints(call: PartnerCall = Depends(partner_call)) -> Response:
     return await call.read(work)
 
 
-@router.post("/webhooks/", status_code=201, summary="Create a webhook endpoint")
+@router.post(
+    "/webhooks/",
+    status_code=201,
+    response_model=EndpointWithSecretOut,
+    summary="Create a webhook endpoint",
+)
 async def create_endpoint(data: EndpointIn, call: PartnerCall = Depends(partner_call)) -> Response:
     async def work(session: AsyncSession) -> tuple[int, Any]:
         endpoint = await service.create_endpoint(
@@ -107,7 +126,9 @@ async def create_endpoint(data: EndpointIn, call: PartnerCall = Depends(partner_
     return await call.write(work)
 
 
-@router.get("/webhooks/{endpoint_id}/", summary="Get a webhook endpoint")
+@router.get(
+    "/webhooks/{endpoint_id}/", response_model=EndpointOut, summary="Get a webhook endpoint"
+)
 async def get_endpoint(endpoint_id: str, call: PartnerCall = Depends(partner_call)) -> Response:
     async def work(session: AsyncSession) -> dict[str, Any]:
         return endpoint_json(await service.get_endpoint(session, _scope(call), endpoint_id))
@@ -115,7 +136,11 @@ async def get_endpoint(endpoint_id: str, call: PartnerCall = Depends(partner_cal
     return await call.read(work)
 
 
-@router.get("/webhooks/{endpoint_id}/secret", summary="Reveal the signing key and secret")
+@router.get(
+    "/webhooks/{endpoint_id}/secret",
+    response_model=EndpointSecretOut,
+    summary="Reveal the signing key and secret",
+)
 async def reveal_secret(endpoint_id: str, call: PartnerCall = Depends(partner_call)) -> Response:
     async def work(session: AsyncSession) -> dict[str, Any]:
         endpoint = await service.get_endpoint(session, _scope(call), endpoint_id)
@@ -125,7 +150,9 @@ async def reveal_secret(endpoint_id: str, call: PartnerCall = Depends(partner_ca
     return await call.read(work)
 
 
-@router.patch("/webhooks/{endpoint_id}/", summary="Change a webhook endpoint")
+@router.patch(
+    "/webhooks/{endpoint_id}/", response_model=EndpointOut, summary="Change a webhook endpoint"
+)
 async def update_endpoint(
     endpoint_id: str, data: EndpointPatch, call: PartnerCall = Depends(partner_call)
 ) -> Response:
@@ -147,7 +174,11 @@ async def delete_endpoint(endpoint_id: str, call: PartnerCall = Depends(partner_
     return await call.write(work)
 
 
-@router.post("/webhooks/{endpoint_id}/rotate_secret", summary="Rotate the signing secret")
+@router.post(
+    "/webhooks/{endpoint_id}/rotate_secret",
+    response_model=RotatedEndpointOut,
+    summary="Rotate the signing secret",
+)
 async def rotate_secret(endpoint_id: str, call: PartnerCall = Depends(partner_call)) -> Response:
     async def work(session: AsyncSession) -> tuple[int, Any]:
         endpoint = await service.rotate_secret(
@@ -163,7 +194,12 @@ async def rotate_secret(endpoint_id: str, call: PartnerCall = Depends(partner_ca
     return await call.write(work)
 
 
-@router.post("/webhooks/{endpoint_id}/test", status_code=202, summary="Send a test event")
+@router.post(
+    "/webhooks/{endpoint_id}/test",
+    status_code=202,
+    response_model=DeliveryOut,
+    summary="Send a test event",
+)
 async def send_test(endpoint_id: str, call: PartnerCall = Depends(partner_call)) -> Response:
     async def work(session: AsyncSession) -> tuple[int, Any]:
         endpoint = await service.get_endpoint(session, _scope(call), endpoint_id)
@@ -189,13 +225,17 @@ async def send_test(endpoint_id: str, call: PartnerCall = Depends(partner_call))
     return await call.write(work)
 
 
-@router.get("/webhooks/{endpoint_id}/deliveries/", summary="The delivery log of an endpoint")
+@router.get(
+    "/webhooks/{endpoint_id}/deliveries/",
+    response_model=DeliveryListOut,
+    summary="The delivery log of an endpoint",
+)
 async def list_deliveries(
     endpoint_id: str,
     call: PartnerCall = Depends(partner_call),
     status: str | None = Query(default=None, pattern="^(pending|delivering|succeeded|failed)$"),
     limit: int = Query(default=20, ge=1, le=100),
-    offset: int = Query(default=0, ge=0),
+    offset: int = Query(default=0, ge=0, le=MAX_OFFSET),
 ) -> Response:
     async def work(session: AsyncSession) -> dict[str, Any]:
         endpoint = await service.get_endpoint(session, _scope(call), endpoint_id)
@@ -209,6 +249,7 @@ async def list_deliveries(
 
 @router.get(
     "/webhooks/{endpoint_id}/deliveries/{delivery_id}/",
+    response_model=DeliveryDetailOut,
     summary="One delivery with its attempts",
 )
 async def get_delivery(
@@ -228,6 +269,7 @@ async def get_delivery(
 
 @router.post(
     "/webhooks/{endpoint_id}/deliveries/{delivery_id}/redeliver",
+    response_model=RedeliveryOut,
     status_code=202,
     summary="Send a delivery again",
 )
@@ -246,6 +288,7 @@ async def redeliver(
 
 @router.post(
     "/webhooks/{endpoint_id}/recover",
+    response_model=RecoveryOut,
     status_code=202,
     summary="Send again every failed delivery since a time",
 )

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import math
+import re
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -158,19 +159,104 @@ def body_for(fmt: str, name: str, part: int, event_type: str, payload: dict[str,
     return js_json(document)
 
 
-def _javascript_numbers(value: Any) -> Any:
-    if isinstance(value, float):
-        if math.isfinite(value) and value.is_integer() and abs(value) < 2**53:
-            return int(value)
+# Past 2**53 a JavaScript number is a double: integers there are read as JSON.parse reads them.
+_EXACT_INTEGERS = 2**53
+# ECMAScript orders integer-like keys ("0", "7", not "07") of an object before the others.
+_ARRAY_INDEX = re.compile(r"^(?:0|[1-9][0-9]*)$")
+_MAX_ARRAY_INDEX = 2**32 - 2
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def js_number(value: float) -> str:
+    """`Number.prototype.toString` (ECMA-262 Number::toString) of a double: the shortest
+    digits that round-trip, as Python's repr finds them, laid out by JavaScript's rules."""
+    if not math.isfinite(value):
+        return "null"  # what JSON.stringify makes of Infinity and NaN
+    if value == 0:
+        return "0"
+    sign = "-" if value < 0 else ""
+    mantissa, _, exponent = repr(abs(value)).partition("e")
+    whole, _, fraction = mantissa.partition(".")
+    all_digits = whole + fraction
+    digits = all_digits.lstrip("0")
+    # value = int(digits) * 10 ** (n - k): n digits stand before the decimal point.
+    n = len(whole) + int(exponent or 0) - (len(all_digits) - len(digits))
+    digits = digits.rstrip("0")
+    k = len(digits)
+    if k <= n <= 21:
+        text = digits + "0" * (n - k)
+    elif 0 < n <= 21:
+        text = f"{digits[:n]}.{digits[n:]}"
+    elif -6 < n <= 0:
+        text = "0." + "0" * -n + digits
+    else:
+        power = f"e{'+' if n >= 1 else '-'}{abs(n - 1)}"
+        text = digits + power if k == 1 else f"{digits[0]}.{digits[1:]}{power}"
+    return sign + text
+
+
+def _utf16(text: str) -> str:
+    """The string JavaScript holds: a high and a low surrogate side by side are one character."""
+    return text.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "surrogatepass")
+
+
+def _js_string(text: str) -> bytes:
+    """JSON.stringify escapes a lone surrogate as `\\udxxx`; orjson refuses to encode one."""
+    text = _utf16(text)
+    parts, position = [], 0
+    for match in _SURROGATE.finditer(text):
+        parts.append(orjson.dumps(text[position : match.start()])[1:-1])
+        parts.append(f"\\u{ord(match.group()):04x}".encode())
+        position = match.end()
+    parts.append(orjson.dumps(text[position:])[1:-1])
+    return b'"' + b"".join(parts) + b'"'
+
+
+def _key_order(key: str) -> tuple[int, int]:
+    if _ARRAY_INDEX.match(key) and int(key) <= _MAX_ARRAY_INDEX:
+        return (0, int(key))
+    return (1, 0)
+
+
+def _javascript(value: Any) -> Any:
+    """The document as JavaScript holds it, in what orjson writes as JSON.stringify does."""
+    if isinstance(value, bool) or value is None:
         return value
+    if isinstance(value, int):
+        if abs(value) <= _EXACT_INTEGERS:
+            return value
+        try:
+            return orjson.Fragment(js_number(float(value)))
+        except OverflowError:
+            return orjson.Fragment(b"null")  # past the largest double: Infinity
+    if isinstance(value, float):
+        if math.isfinite(value) and value.is_integer() and abs(value) < _EXACT_INTEGERS:
+            return int(value)
+        return orjson.Fragment(js_number(value))
+    if isinstance(value, str):
+        return orjson.Fragment(_js_string(value)) if _SURROGATE.search(value) else value
     if isinstance(value, dict):
-        return {key: _javascript_numbers(item) for key, item in value.items()}
-    if isinstance(value, list):
-        return [_javascript_numbers(item) for item in value]
+        if any(_SURROGATE.search(key) for key in value):
+            # Keys that are one string to JavaScript are one key: the first one's place, the
+            # last one's value, as JSON.parse keeps a repeated key.
+            value = {_utf16(key): item for key, item in value.items()}
+        keys = list(value)
+        if any(_ARRAY_INDEX.match(key) for key in keys):
+            keys.sort(key=_key_order)  # stable: the other keys keep their order
+        if any(_SURROGATE.search(key) for key in keys):
+            members = b",".join(
+                _js_string(key) + b":" + orjson.dumps(_javascript(value[key])) for key in keys
+            )
+            return orjson.Fragment(b"{" + members + b"}")
+        return {key: _javascript(value[key]) for key in keys}
+    if isinstance(value, (list, tuple)):
+        return [_javascript(item) for item in value]
     return value
 
 
 def js_json(document: Any) -> bytes:
-    """What `JSON.stringify(JSON.parse(body))` gives back: compact, keys in order, non-ASCII
-    unescaped, integral numbers without a fraction (`0`, not `0.0`)."""
-    return orjson.dumps(_javascript_numbers(document))
+    """What `JSON.stringify(JSON.parse(body))` gives back for this body: compact, keys in
+    JavaScript's order (integer-like keys first), non-ASCII unescaped, numbers as JavaScript
+    writes them (`0` not `0.0`, `1e+21`, integers past 2**53 rounded to a double). A Python
+    int and float of the same value are the same JavaScript number, and written alike."""
+    return orjson.dumps(_javascript(document))

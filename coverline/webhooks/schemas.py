@@ -1,9 +1,11 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field, field_validator
+
+from coverline.kit.http import ResponseBody
 
 Format = Literal["xcover", "mycover"]
 Scheme = Literal["xcover", "mycover", "standard"]
@@ -67,3 +69,86 @@ class RecoverIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     since: datetime
+
+
+class EndpointOut(ResponseBody):
+    id: str
+    url: str
+    description: str | None
+    enabled: bool
+    events: list[str] | None
+    format: str
+    signature: str
+    mode: str
+    retry_schedule: list[float] | None
+    timeout_seconds: float | None
+    max_concurrency: int | None
+    disabled_reason: str | None
+    failing_since: str | None
+    created_at: str
+    updated_at: str
+
+
+class SigningMaterialOut(ResponseBody):
+    key: str | None = Field(description="The key id receivers see; null for MyCover signatures.")
+    secret: str
+
+
+class EndpointWithSecretOut(EndpointOut, SigningMaterialOut):
+    pass
+
+
+class RotatedEndpointOut(EndpointWithSecretOut):
+    previous_secret_expires_at: str | None
+
+
+class EndpointSecretOut(SigningMaterialOut):
+    id: str
+    signature: str
+
+
+class EndpointListOut(ResponseBody):
+    count: int
+    results: list[EndpointOut]
+
+
+class DeliveryOut(ResponseBody):
+    id: str
+    event: str
+    event_id: str
+    resource_id: str | None
+    status: str
+    attempts: int
+    next_attempt_at: str | None
+    last_status_code: int | None
+    last_error: str | None
+    created_at: str
+    completed_at: str | None
+
+
+class AttemptOut(ResponseBody):
+    attempted_at: str
+    duration_ms: int | None
+    status_code: int | None
+    request_headers: dict[str, Any] | None
+    response_excerpt: str | None
+    error: str | None
+
+
+class DeliveryDetailOut(DeliveryOut):
+    payload: dict[str, Any]
+    attempts_log: list[AttemptOut]
+
+
+class DeliveryListOut(ResponseBody):
+    count: int
+    results: list[DeliveryOut]
+
+
+class RedeliveryOut(ResponseBody):
+    id: str
+    status: str
+
+
+class RecoveryOut(ResponseBody):
+    recovered: int

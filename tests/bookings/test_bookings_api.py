@@ -113,6 +113,27 @@ async def test_list_bookings_pagination(partner: PartnerFixture) -> None:
     assert [b["id"] for b in last["results"]] == [ids[0]]
 
 
+@pytest.mark.parametrize("offset", [2**31, 2**63, 10**25])
+async def test_list_offset_past_any_database_integer_is_422(
+    partner: PartnerFixture, offset: int
+) -> None:
+    response = await partner.sandbox.call("GET", "bookings/", params={"offset": offset})
+    assert response.status_code == 422
+    assert response.json() == {
+        "type": "validation_error",
+        "message": "An API error occurred.",
+        "errors": {"offset": ["Input should be less than or equal to 2147483647"]},
+    }
+
+
+async def test_list_at_the_largest_offset_is_an_empty_page(partner: PartnerFixture) -> None:
+    await partner.sandbox.call("POST", "instant_booking/", instant_booking_request())
+    response = await partner.sandbox.call("GET", "bookings/", params={"offset": 2**31 - 1})
+    assert response.status_code == 200
+    body = response.json()
+    assert (body["count"], body["next"], body["results"]) == (1, None, [])
+
+
 async def test_direct_modification_of_the_phone(partner: PartnerFixture) -> None:
     booking = (
         await partner.sandbox.call("POST", "instant_booking/", instant_booking_request())

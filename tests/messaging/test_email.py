@@ -618,3 +618,23 @@ async def test_two_dispatchers_never_send_a_message_twice(
     for address in addresses:
         subjects = [mail.subject.split(":")[0] for mail in smtp.handler.to(address)]
         assert subjects == ["Your cover is confirmed", "Your cover has started"]
+
+
+async def test_message_list_refuses_offsets_and_nul_characters_it_cannot_query(
+    partner: PartnerFixture,
+) -> None:
+    too_far = await partner.sandbox.call("GET", "messages/", params={"offset": 2**63})
+    assert too_far.status_code == 422
+    assert too_far.json()["errors"] == {
+        "offset": ["Input should be less than or equal to 2147483647"]
+    }
+    nul = await partner.sandbox.call("GET", "messages/", params={"booking": "AB\x00C"})
+    assert nul.status_code == 422
+    assert nul.json() == {
+        "type": "validation_error",
+        "message": "An API error occurred.",
+        "errors": {"booking": ["Text must not contain NUL characters."]},
+    }
+    found = await partner.sandbox.call("GET", "messages/", params={"offset": 2**31 - 1})
+    assert found.status_code == 200
+    assert found.json() == {"count": 0, "results": []}

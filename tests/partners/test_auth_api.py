@@ -43,6 +43,24 @@ async def test_get_with_null_json_body_as_xcover_python_sends(
     assert response.status_code == 200
 
 
+async def test_signature_over_the_percent_encoded_path_is_accepted(
+    http: httpx.AsyncClient, partner: PartnerFixture
+) -> None:
+    """The draft signs the request target as sent; xcover-python signs it decoded: both pass."""
+    cred = partner.sandbox.credential
+    sent = f"/api/partners/{partner.code}/quotes/NO%20SUCH-INS/"
+    decoded = f"/api/partners/{partner.code}/quotes/NO SUCH-INS/"
+    for signed in (sent, decoded, f"{sent}?policy=a%2Fb"):
+        headers = signed_headers(cred.api_key, cred.api_secret, "GET", signed)
+        response = await http.get(f"{sent}?policy=a%2Fb", headers=headers)
+        assert response.status_code == 404, signed
+        assert response.json()["message"] == "Quote package NO SUCH-INS not found."
+    forged = signed_headers(cred.api_key, cred.api_secret, "GET", sent.replace("%20", "%21"))
+    refused = await http.get(sent, headers=forged)
+    assert refused.status_code == 401
+    assert refused.json()["message"] == "Invalid signature."
+
+
 async def test_bearer_secret_is_accepted(http: httpx.AsyncClient, partner: PartnerFixture) -> None:
     secret = partner.live.credential.api_secret
     response = await http.get(bookings_path(partner), headers={"Authorization": f"Bearer {secret}"})

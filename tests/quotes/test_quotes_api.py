@@ -223,6 +223,68 @@ async def test_malformed_json_is_400_and_changes_nothing(
     assert await partner_state(services, partner.id) == before
 
 
+@pytest.mark.parametrize(
+    "content",
+    [
+        b'{"request": [], "currency": NaN}',
+        b'{"request": [], "currency": "GBP", "customer_region": Infinity}',
+        b'{"request": [{"policy_type": "event_ticket_protection", "tickets": [{"price": 1e999}]}]}',
+        b'{"request": [], "currency": "GBP", "partner_transaction_id": "\\ud800"}',
+        b'{"request": [{"policy_type": "event_ticket_protection", "event_name": "\\udfffx"}]}',
+    ],
+    ids=["nan", "infinity", "overflow", "lone-high-surrogate", "lone-low-surrogate"],
+)
+async def test_json_that_javascript_cannot_parse_is_400(
+    services: Services, partner: PartnerFixture, content: bytes
+) -> None:
+    before = await partner_state(services, partner.id)
+    response = await partner.sandbox.call(
+        "POST", "quotes/", content=content, headers={"Content-Type": "application/json"}
+    )
+    assert response.status_code == 400
+    assert response.json() == {
+        "type": "invalid_request_error",
+        "message": "The request body is not valid JSON.",
+        "errors": {},
+    }
+    assert await partner_state(services, partner.id) == before
+
+
+async def test_integers_past_64_bits_are_read_as_javascript_numbers(
+    partner: PartnerFixture,
+) -> None:
+    body = quote_request(ticket_item(insured=[{"membership": 10**30, "age": 2**64 - 1}]))
+    package = await create(partner, body)
+    assert package["quotes"]["0"]["insured"] == [{"membership": 1e30, "age": 2**64 - 1}]
+    fetched = await partner.sandbox.call("GET", f"quotes/{package['id']}/")
+    assert fetched.json()["quotes"]["0"]["insured"] == [{"membership": 1e30, "age": 2**64 - 1}]
+
+
+async def test_nul_characters_are_refused_with_their_fields(
+    services: Services, partner: PartnerFixture
+) -> None:
+    before = await partner_state(services, partner.id)
+    body = quote_request(
+        ticket_item(event_name="The\x00O2", insured=[{"name\x00": "Ann"}]),
+        partner_transaction_id="order\x001",
+    )
+    response = await partner.sandbox.call("POST", "quotes/", body)
+    assert response.status_code == 422
+    assert response.json() == {
+        "type": "validation_error",
+        "message": "An API error occurred.",
+        "errors": {
+            "event_name": ["Text must not contain NUL characters."],
+            "insured": {"0": {"name": ["Text must not contain NUL characters."]}},
+            "partner_transaction_id": ["Text must not contain NUL characters."],
+        },
+    }
+    missing = await partner.sandbox.call("GET", "quotes/AB%00CD-EFGHI-INS/")
+    assert missing.status_code == 404
+    assert missing.json() == {"type": "not_found", "message": "Not found.", "errors": {}}
+    assert await partner_state(services, partner.id) == before
+
+
 async def test_updates_of_a_booked_package_are_refused(
     services: Services, partner: PartnerFixture
 ) -> None:

@@ -55,6 +55,21 @@ async def test_create_list_get_patch_delete(partner: PartnerFixture) -> None:
     assert (await partner.sandbox.call("GET", "webhooks/")).json()["count"] == 0
 
 
+async def test_delivery_log_offset_past_any_database_integer_is_422(
+    partner: PartnerFixture,
+) -> None:
+    endpoint = await add_endpoint(partner.sandbox, "https://hooks.example.com/coverline")
+    path = f"webhooks/{endpoint['id']}/deliveries/"
+    too_far = await partner.sandbox.call("GET", path, params={"offset": 10**25})
+    assert too_far.status_code == 422
+    assert too_far.json()["errors"] == {
+        "offset": ["Input should be less than or equal to 2147483647"]
+    }
+    last = await partner.sandbox.call("GET", path, params={"offset": 2**31 - 1})
+    assert last.status_code == 200
+    assert last.json() == {"count": 0, "results": []}
+
+
 @pytest.mark.parametrize(
     ("body", "errors"),
     [

@@ -15,6 +15,7 @@ from urllib.parse import unquote
 from standardwebhooks import Webhook
 
 from coverline.webhooks.dispatcher import Dispatcher
+from coverline.webhooks.formats import js_json
 from tests.conftest import PartnerFixture
 from tests.fixtures.payloads import instant_booking_request, policyholder
 from tests.fixtures.receiver import Receiver
@@ -209,3 +210,23 @@ async def test_standard_scheme_and_rotation(
         assert "signature" in str(exc).lower()
     else:
         raise AssertionError("a tampered body verified")
+
+
+def test_mycover_body_bytes_are_javascripts_for_numbers_keys_and_surrogates() -> None:
+    """What JSON.stringify(JSON.parse(body)) gives back in Node (checked there by
+    tests/fuzz/test_js_json.py), where orjson alone wrote other bytes or refused."""
+    document = {
+        "b": 1,
+        "10": "ten",
+        "2": "two",
+        "02": "not an index",
+        "large": [1e16, 1.2345678901234568e20, 1e21],
+        "integers": [2**53 + 1, 2**64 + 1, 10**30],
+        "text": ["\ud800", "\ud83d\ude00"],
+    }
+    assert js_json(document) == (
+        b'{"2":"two","10":"ten","b":1,"02":"not an index",'
+        b'"large":[10000000000000000,123456789012345680000,1e+21],'
+        b'"integers":[9007199254740992,18446744073709552000,1e+30],'
+        b'"text":["\\ud800","\xf0\x9f\x98\x80"]}'
+    )
