@@ -8,6 +8,7 @@ from typing import Any
 import orjson
 from fastapi import APIRouter
 from fastapi.exceptions import RequestValidationError
+from fastapi.routing import APIRoute
 from starlette.responses import JSONResponse as StarletteJSONResponse
 
 from coverline.kit.errors import BadRequest, CoverlineError, ValidationFailed
@@ -18,6 +19,14 @@ class JSONResponse(StarletteJSONResponse):
 
     def render(self, content: Any) -> bytes:
         return orjson.dumps(content)
+
+
+class TwinRoute(APIRoute):
+    """The other spelling of a route's path, with or without its trailing slash."""
+
+    @property
+    def canonical_path(self) -> str:
+        return self.path_format[:-1] if self.path_format.endswith("/") else f"{self.path_format}/"
 
 
 class SlashAgnosticRouter(APIRouter):
@@ -31,7 +40,7 @@ class SlashAgnosticRouter(APIRouter):
         super().add_api_route(path, endpoint, **kwargs)
         twin = path[:-1] if path.endswith("/") else f"{path}/"
         if twin and twin != path:
-            twin_kwargs = {**kwargs, "include_in_schema": False}
+            twin_kwargs = {**kwargs, "include_in_schema": False, "route_class_override": TwinRoute}
             if twin_kwargs.get("name"):
                 twin_kwargs["name"] = f"{twin_kwargs['name']}_twin"
             super().add_api_route(twin, endpoint, **twin_kwargs)

@@ -36,6 +36,7 @@ from coverline.events.service import EventType, record
 from coverline.kit import ids
 from coverline.kit.aio import keep_stepping
 from coverline.kit.clock import Clock
+from coverline.observability import metrics
 from coverline.partners.crypto import SecretBox
 from coverline.webhooks import formats, signing
 from coverline.webhooks.models import WebhookAttempt, WebhookDelivery, WebhookEndpoint
@@ -80,6 +81,8 @@ class Claim:
     failures: int
     payload: dict[str, Any]
     endpoint: EndpointConfig
+    request_id: str | None
+    created_at: datetime
 
 
 @dataclass(frozen=True)
@@ -241,7 +244,16 @@ class Dispatcher:
             update(D)
             .where(D.id.in_(chosen), D.status == "pending")
             .values(status="delivering", lease_expires_at=lease, leased_by=self.worker_id)
-            .returning(D.id, D.public_id, D.event_id, D.part, D.event_type, D.attempts, D.failures)
+            .returning(
+                D.id,
+                D.public_id,
+                D.event_id,
+                D.part,
+                D.event_type,
+                D.attempts,
+                D.failures,
+                D.created_at,
+            )
             .execution_options(synchronize_session=False)
         )
         return list((await session.execute(statement)).all())
@@ -292,7 +304,9 @@ class Dispatcher:
             row.id: row
             for row in (
                 await session.execute(
-                    select(Event.id, Event.type, Event.payload).where(Event.id.in_(event_ids))
+                    select(Event.id, Event.type, Event.payload, Event.request_id).where(
+                        Event.id.in_(event_ids)
+                    )
                 )
             ).all()
         }
@@ -315,6 +329,8 @@ class Dispatcher:
                     failures=row.failures,
                     payload=event.payload,
                     endpoint=endpoints[endpoint_id],
+                    request_id=event.request_id,
+                    created_at=row.created_at,
                 )
             )
         return claims
@@ -443,6 +459,7 @@ class Dispatcher:
         gone: set[int] = set()
         health: dict[int, bool] = {}
         first_failure: dict[int, datetime] = {}
+        outcomes: list[tuple[Result, str]] = []
         for result in results:
             claim = result.claim
             attempts.append(
@@ -455,6 +472,7 @@ class Dispatcher:
                     "response_excerpt": result.excerpt,
                     "error": result.error,
                     "worker": self.worker_id,
+                    "request_id": claim.request_id,
                 }
             )
             health[claim.endpoint.id] = health.get(claim.endpoint.id, False) or result.succeeded
@@ -469,6 +487,7 @@ class Dispatcher:
             }
             if result.succeeded:
                 finals.append({**base, "b_status": "succeeded", "b_failures": claim.failures})
+                outcomes.append((result, "succeeded"))
                 continue
             failures = claim.failures + 1
             delay = None if result.status_code == 410 else self._next_delay(result, failures)
@@ -476,10 +495,12 @@ class Dispatcher:
                 gone.add(claim.endpoint.id)
             if delay is None:
                 finals.append({**base, "b_status": "failed", "b_failures": failures})
+                outcomes.append((result, "failed"))
             else:
                 retries.append(
                     {**base, "b_failures": failures, "b_next": now + timedelta(seconds=delay)}
                 )
+                outcomes.append((result, "retry"))
         table = cast(Table, WebhookDelivery.__table__)
         async with self._database.transaction() as session:
             # Core executemany on the connection: many rows, one statement each.
@@ -513,6 +534,16 @@ class Dispatcher:
                     retries,
                 )
             await self._record_health(session, health, first_failure, gone, now)
+        # Counted once recorded: a batch that fails to commit is sent again, and counted then.
+        for result, outcome in outcomes:
+            claim = result.claim
+            first = claim.attempts == 0
+            metrics.webhook_attempt(
+                claim.endpoint.format,
+                outcome,
+                result.duration_ms / 1000,
+                (result.attempted_at - claim.created_at).total_seconds() if first else None,
+            )
 
     async def _record_health(
         self,
