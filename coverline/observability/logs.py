@@ -1,7 +1,7 @@
 """Log lines on stderr: one JSON object per line, or plain text for a person at a terminal.
 
-Every line has `ts`, `level`, `logger`, `message` and, when the code serves an API request or
-a worker job, its `request_id`; the fields a call passes in `extra` follow.
+Every line has `ts`, `level`, `logger`, `message`, `pid` and, when the code serves an API
+request or a worker job, its `request_id`; the fields a call passes in `extra` follow.
 
 Third-party libraries never log below INFO, and those whose lines carry SQL parameters or
 request bodies (SQLAlchemy, the database drivers, the form parser) never below WARNING, at any
@@ -69,6 +69,7 @@ class JsonFormatter(logging.Formatter):
             "level": record.levelname.lower(),
             "logger": record.name,
             "message": record.getMessage(),
+            "pid": record.process,
         }
         request_id = _request_id(record)
         if request_id is not None:
