@@ -38,8 +38,8 @@ def _stamp(services: Services, moment: datetime) -> datetime:
 
 
 async def seed(services: Services, deliveries: int, now: datetime) -> None:
-    """One partner, endpoint and event; `deliveries` rows of which 1 % are being sent, 9 %
-    wait for a retry and 90 % are due. `part` keeps the rows distinct."""
+    """One partner, endpoint and event; `deliveries` rows of which 1 % are being sent, 10 %
+    wait for a retry and 89 % are due. `part` keeps the rows distinct."""
     stamp = _stamp(services, now)
     async with services.database.transaction() as session:
         connection = await session.connection()
@@ -104,8 +104,10 @@ async def seed(services: Services, deliveries: int, now: datetime) -> None:
             },
         )
     if not sqlite:
-        async with services.database.transaction() as session:
-            await session.execute(text("VACUUM ANALYZE webhook_deliveries"))
+        # The visibility map lets the counts read the index alone, as autovacuum would.
+        async with services.database.engine.connect() as connection:
+            autocommit = await connection.execution_options(isolation_level="AUTOCOMMIT")
+            await autocommit.execute(text("VACUUM ANALYZE webhook_deliveries"))
 
 
 async def timed(work: Callable[[], Awaitable[None]]) -> float:
@@ -173,7 +175,7 @@ async def run_backend(backend: str, deliveries: int) -> None:
             finally:
                 if backend != "sqlite":
                     await drop_postgres(url)
-            assert due == min(count * 9 // 10, DEPTH_CAP), due
+            assert due == min(count * 89 // 100, DEPTH_CAP), due
             results[label] = scrape
             print(
                 f"  {label:5s} {count:>9,} deliveries: scrape {scrape * 1000:.1f} ms; "
