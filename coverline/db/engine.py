@@ -40,6 +40,7 @@ def _sqlite_engine(url: str, begin: str, pool_size: int) -> AsyncEngine:
         max_overflow=0,
         pool_timeout=30,
         connect_args={"timeout": 30},
+        hide_parameters=True,
     )
 
     @event.listens_for(engine.sync_engine, "connect")
@@ -61,7 +62,11 @@ def _sqlite_engine(url: str, begin: str, pool_size: int) -> AsyncEngine:
 
 
 class Database:
-    """The writing engine and the reading engine of one database."""
+    """The writing engine and the reading engine of one database.
+
+    The engines leave the parameters out of their errors: an unexpected database error is
+    logged with its message, and the parameters are customers' data.
+    """
 
     def __init__(self, url: str, *, pool_size: int = 10) -> None:
         self.url = normalise_url(url)
@@ -71,7 +76,11 @@ class Database:
             self.read_engine = _sqlite_engine(self.url, "BEGIN", pool_size=pool_size)
         else:
             self.engine = create_async_engine(
-                self.url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True
+                self.url,
+                pool_size=pool_size,
+                max_overflow=pool_size,
+                pool_pre_ping=True,
+                hide_parameters=True,
             )
             self.read_engine = self.engine
         self._writer = async_sessionmaker(self.engine, expire_on_commit=False)

@@ -11,6 +11,8 @@ from typing import Any
 
 import httpx
 import pytest
+from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError
 
 from coverline.app import create_app
 from coverline.cli import display_url
@@ -191,3 +193,14 @@ def test_debug_is_for_coverline_only() -> None:
 def test_printed_database_urls_hide_the_password() -> None:
     shown = display_url("postgresql://coverline:s3cr3t-pw@db.internal:5432/coverline")
     assert shown == "postgresql://coverline:***@db.internal:5432/coverline"
+
+
+async def test_a_database_error_quotes_no_parameter(services: Services) -> None:
+    private = "olaoluwa.private@example.ng"
+    with pytest.raises(DBAPIError) as raised:
+        async with services.database.transaction() as session:
+            await session.execute(
+                text("INSERT INTO no_such_table (email) VALUES (:email)"), {"email": private}
+            )
+    assert private not in str(raised.value)
+    assert "hidden due to hide_parameters=True" in str(raised.value)
