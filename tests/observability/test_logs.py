@@ -11,6 +11,7 @@ from typing import Any
 
 import httpx
 import pytest
+from pydantic import ValidationError
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 
@@ -204,3 +205,10 @@ async def test_a_database_error_quotes_no_parameter(services: Services) -> None:
             )
     assert private not in str(raised.value)
     assert "hidden due to hide_parameters=True" in str(raised.value)
+
+
+def test_the_log_level_is_read_in_any_case_and_checked() -> None:
+    assert Settings(log_level="WARNING").log_level == "warning"
+    with pytest.raises(ValidationError) as raised:
+        Settings(log_level="loud")
+    assert raised.value.errors()[0]["loc"] == ("log_level",)
