@@ -45,22 +45,31 @@ def _age(now: datetime, oldest: datetime | None) -> float:
     return max((now - oldest).total_seconds(), 0.0) if oldest is not None else 0.0
 
 
+async def _held(session: AsyncSession, *when: Any) -> int:
+    per_endpoint = (
+        select(func.count())
+        .select_from(D)
+        .where(D.endpoint_id == E.id, D.status == "pending", *when)
+        .scalar_subquery()
+    )
+    total = await session.scalar(
+        select(func.coalesce(func.sum(per_endpoint), 0)).where(
+            E.enabled == false(), E.deleted_at.is_(None)
+        )
+    )
+    return int(total or 0)
+
+
 async def _webhooks(session: AsyncSession, now: datetime) -> tuple[dict[str, int], float]:
     pending = D.status == "pending"
     due = await _capped_count(session, pending, D.next_attempt_at <= now, table=D)
     waiting = await _capped_count(session, pending, D.next_attempt_at > now, table=D)
     in_flight = await _capped_count(session, D.status == "delivering", table=D)
     # Pending deliveries of a disabled endpoint wait for it to be enabled again: not a
-    # backlog of the dispatcher. Disabled endpoints are few; each count uses the endpoint's
-    # own index.
-    held_due = held_waiting = 0
-    disabled = await session.scalars(
-        select(E.id).where(E.enabled == false(), E.deleted_at.is_(None))
-    )
-    for endpoint_id in disabled:
-        mine = (D.endpoint_id == endpoint_id, pending)
-        held_due += await _capped_count(session, *mine, D.next_attempt_at <= now, table=D)
-        held_waiting += await _capped_count(session, *mine, D.next_attempt_at > now, table=D)
+    # backlog of the dispatcher. A disabled endpoint gets no new deliveries, so it holds what
+    # was pending when it was disabled; each is counted on the endpoint's own index.
+    held_due = await _held(session, D.next_attempt_at <= now)
+    held_waiting = await _held(session, D.next_attempt_at > now)
     depth = {
         "due": due - held_due if due < DEPTH_CAP else DEPTH_CAP,
         "waiting": waiting - held_waiting if waiting < DEPTH_CAP else DEPTH_CAP,
