@@ -1,8 +1,8 @@
 """The gauges read from the database when scraped: outbox depth and the oldest due work.
 
-Each is an index range scan or an index probe, and every count stops at `DEPTH_CAP` rows, so a
-scrape costs the same at a million rows as at a hundred thousand (docs/operations.md has the
-measurements). The values are cached for a few seconds per process, so scrapes from several
+Each is an index range scan or an index probe, and every count stops at `DEPTH_CAP` rows, so
+the cost of a scrape stops growing with the outbox (docs/operations.md has the measurements at
+a million rows; a plain `count(*)` reads every due row). The values are cached for a few seconds per process, so scrapes from several
 Prometheus servers, or a flood of requests on the unauthenticated /metrics, read the database
 once per interval at most.
 """
