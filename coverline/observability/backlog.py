@@ -2,9 +2,9 @@
 
 Each is an index range scan or an index probe, and every count stops at `DEPTH_CAP` rows, so
 the cost of a scrape stops growing with the outbox (docs/operations.md has the measurements at
-a million rows; a plain `count(*)` reads every due row). The values are cached for a few seconds per process, so scrapes from several
-Prometheus servers, or a flood of requests on the unauthenticated /metrics, read the database
-once per interval at most.
+a million rows; a plain `count(*)` reads every due row). The values are cached for a few
+seconds per process, so scrapes from several Prometheus servers, or a flood of requests on the
+unauthenticated /metrics, read the database once per interval at most.
 """
 
 from __future__ import annotations
