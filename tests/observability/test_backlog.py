@@ -119,7 +119,7 @@ async def test_the_oldest_due_items_are_measured_on_the_clock(
     settings: Settings, services: Services, partner: PartnerFixture
 ) -> None:
     now = datetime.now(UTC) + timedelta(hours=1)
-    # Older than anything the session's other tests made.
+    # Older than anything the other tests of the run made.
     stale = now - timedelta(days=10)
     active = await add_endpoint(partner.live, CLOSED_PORT)
     paused = await add_endpoint(partner.live, CLOSED_PORT)

@@ -21,7 +21,7 @@ from tests.fixtures.gadget import gadget_booking
 from tests.fixtures.metrics import key, scrape
 
 LAG = "coverline_renewal_scheduler_lag_seconds"
-# Long before every renewal the session's other tests make, sandbox test clocks included: the
+# Long before every renewal the other tests of the run make, sandbox test clocks included: the
 # scheduler on this clock applies this test's renewal alone.
 AT = datetime(2001, 1, 1, tzinfo=UTC)
 
