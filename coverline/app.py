@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -32,7 +31,9 @@ from coverline.kit.http import (
     error_responses,
     translate_validation_error,
 )
+from coverline.kit.request_id import accepted_request_id, bound_request_id, new_request_id
 from coverline.messaging.api import router as messaging_router
+from coverline.observability.http import MetricsPage, RequestObserver
 from coverline.partners.api import router as keys_router
 from coverline.partners.deps import authenticated
 from coverline.partners.ratelimit import RateLimitState
@@ -48,8 +49,17 @@ STATIC = Path(__file__).parent / "static"
 REQUEST_ID_HEADER = "X-Request-Id"
 
 
+def request_id_of(scope: Scope) -> str:
+    """The client's `X-Request-Id` when it is sane (kept end to end), else a new one."""
+    for name, value in scope["headers"]:
+        if name == b"x-request-id":
+            return accepted_request_id(value.decode("latin-1")) or new_request_id()
+    return new_request_id()
+
+
 class RequestGuard:
-    """Pure ASGI: a request id on every response, and the body size limit before parsing."""
+    """Pure ASGI: a request id on every response and in the context of everything the
+    request runs, and the body size limit before parsing."""
 
     def __init__(self, app: ASGIApp, max_body_bytes: int) -> None:
         self.app = app
@@ -59,8 +69,12 @@ class RequestGuard:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        request_id = uuid.uuid4().hex
+        request_id = request_id_of(scope)
         scope.setdefault("state", {})["request_id"] = request_id
+        with bound_request_id(request_id):
+            await self._guarded(scope, receive, send, request_id)
+
+    async def _guarded(self, scope: Scope, receive: Receive, send: Send, request_id: str) -> None:
         for name, value in scope["headers"]:
             if name == b"content-length" and value.isdigit() and int(value) > self.max_body_bytes:
                 too_large = PayloadTooLarge(
@@ -128,9 +142,12 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception) -> Response:
-        log.exception("unhandled error", extra={"request_id": request.state.request_id})
+        request_id = request.state.request_id
+        log.exception("unhandled error", extra={"request_id": request_id})
         body = {"type": "api_error", "message": "An internal error occurred.", "errors": {}}
-        return JSONResponse(body, status_code=500)
+        # Answered outside RequestGuard (by Starlette's outermost middleware): the id that
+        # the log line carries is set here.
+        return JSONResponse(body, status_code=500, headers={REQUEST_ID_HEADER: request_id})
 
 
 def create_app(settings: Settings | None = None, services: Services | None = None) -> FastAPI:
@@ -212,5 +229,11 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
             return JSONResponse(body, status_code=503)
         return JSONResponse({"status": "ok", "database": "ok"})
 
+    if settings.metrics_enabled:
+        app.add_api_route(
+            "/metrics", MetricsPage(settings).respond, methods=["GET"], include_in_schema=False
+        )
+
     app.add_middleware(RequestGuard, max_body_bytes=settings.max_body_bytes)
+    app.add_middleware(RequestObserver)
     return app

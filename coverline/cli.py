@@ -24,6 +24,19 @@ DEMO_CATALOG = Path(__file__).parent / "catalog" / "demo" / "catalog.yaml"
 DEMO_PARTNER_CODE = "DEMO1"
 
 
+def display_url(url: str) -> str:
+    """A database URL fit to print: its password masked."""
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).render_as_string(hide_password=True)
+
+
+def _configure_logging(settings: Settings) -> None:
+    from coverline.observability.logs import configure_logging
+
+    configure_logging(settings.log_level, settings.log_format)
+
+
 def _migrate(settings: Settings) -> None:
     from coverline.db.migrate import upgrade
 
@@ -50,7 +63,7 @@ def migrate() -> None:
     """Apply the database migrations."""
     settings = get_settings()
     _migrate(settings)
-    typer.echo(f"Database at {settings.resolved_database_url} is up to date.")
+    typer.echo(f"Database at {display_url(settings.resolved_database_url)} is up to date.")
 
 
 async def _load_catalog(settings: Settings, path: Path) -> list[Any]:
@@ -248,14 +261,20 @@ def serve(
 ) -> None:
     """Run the API and, unless --no-worker, the background worker (migrations apply first)."""
     import os
+    import shutil
+    import tempfile
 
     import uvicorn
+
+    from coverline.observability.logs import logging_config
+    from coverline.observability.metrics import MULTIPROC_ENV
 
     if no_worker:
         # Read by every API process that uvicorn starts.
         os.environ["COVERLINE_RUN_WORKER"] = "false"
         get_settings.cache_clear()
     settings = get_settings()
+    _configure_logging(settings)
     _migrate(settings)
     if demo:
         credentials = asyncio.run(_demo(settings))
@@ -268,15 +287,28 @@ def serve(
             f"{base}/api/partners/{credentials['code']}/bookings/"
         )
         sys.stdout.flush()
-    uvicorn.run(
-        "coverline.app:create_app",
-        factory=True,
-        host=host,
-        port=port,
-        workers=workers,
-        log_level=settings.log_level,
-        proxy_headers=True,
-    )
+    shared_metrics = None
+    if workers > 1 and settings.metrics_enabled:
+        # Each API process writes its metrics here and a scrape of any of them sums them all.
+        # A new directory per start: values of an earlier run must not be added in.
+        shared_metrics = tempfile.mkdtemp(prefix="coverline-metrics-")
+        os.environ[MULTIPROC_ENV] = shared_metrics
+    try:
+        uvicorn.run(
+            "coverline.app:create_app",
+            factory=True,
+            host=host,
+            port=port,
+            workers=workers,
+            # Ours, in every process: JSON or text lines, and our access log, not uvicorn's.
+            log_config=logging_config(settings.log_level, settings.log_format),
+            log_level=None,
+            access_log=False,
+            proxy_headers=True,
+        )
+    finally:
+        if shared_metrics is not None:
+            shutil.rmtree(shared_metrics, ignore_errors=True)
 
 
 async def _run_worker(settings: Settings) -> None:
@@ -288,26 +320,55 @@ async def _run_worker(settings: Settings) -> None:
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
 
+    from contextlib import AsyncExitStack
+
+    from coverline.observability.exporter import serving_metrics
     from coverline.runtime import Services
     from coverline.worker import Worker
 
     services = Services.build(settings)
     try:
-        await Worker(services).run(stop)
+        async with AsyncExitStack() as stack:
+            if settings.worker_metrics_port is not None:
+                await stack.enter_async_context(
+                    serving_metrics(
+                        services, settings.worker_metrics_host, settings.worker_metrics_port
+                    )
+                )
+            await Worker(services).run(stop)
     finally:
         await services.close()
 
 
 @app.command()
-def worker() -> None:
+def worker(
+    metrics_port: Annotated[
+        int | None,
+        typer.Option(
+            "--metrics-port",
+            min=1,
+            max=65535,
+            help="Serve Prometheus metrics on this port (COVERLINE_WORKER_METRICS_PORT).",
+        ),
+    ] = None,
+    metrics_host: Annotated[
+        str | None,
+        typer.Option(
+            "--metrics-host",
+            help="Interface of the metrics port (COVERLINE_WORKER_METRICS_HOST, 127.0.0.1).",
+        ),
+    ] = None,
+) -> None:
     """Run the background worker alone (webhook dispatch, housekeeping); SIGTERM stops it
     after the sends under way are finished and recorded."""
-    import logging
-
     settings = get_settings()
-    logging.basicConfig(level=settings.log_level.upper())
+    chosen = {"worker_metrics_port": metrics_port, "worker_metrics_host": metrics_host}
+    settings = settings.model_copy(
+        update={name: value for name, value in chosen.items() if value is not None}
+    )
+    _configure_logging(settings)
     _migrate(settings)
-    typer.echo(f"Worker started on {settings.resolved_database_url}.")
+    typer.echo(f"Worker started on {display_url(settings.resolved_database_url)}.")
     try:
         import uvloop
     except ImportError:  # uvicorn[standard] brings uvloop everywhere but on Windows

@@ -6,7 +6,7 @@ from functools import cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -70,7 +70,21 @@ class Settings(BaseSettings):
     dashboard_secure_cookies: bool = False
     dashboard_session_hours: float = 12.0
 
-    log_level: str = "info"
+    log_level: Literal["critical", "error", "warning", "info", "debug", "trace"] = "info"
+    # auto: text on a terminal (the README's first command), JSON otherwise (a service).
+    log_format: Literal["auto", "json", "text"] = "auto"
+
+    # Prometheus metrics (docs/operations.md): GET /metrics on the API; a port of its own for
+    # `coverline worker`.
+    metrics_enabled: bool = True
+    metrics_backlog_cache_seconds: float = 5.0
+    worker_metrics_port: int | None = Field(default=None, ge=1, le=65535)
+    worker_metrics_host: str = "127.0.0.1"
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _any_case(cls, value: object) -> object:
+        return value.lower() if isinstance(value, str) else value
 
     @property
     def resolved_database_url(self) -> str:

@@ -67,6 +67,7 @@ def _sqlite_engine(url: str, begin: str, pool_size: int) -> AsyncEngine:
         max_overflow=0,
         pool_timeout=30,
         connect_args={"timeout": 30},
+        hide_parameters=True,
         **JSON_OPTIONS,
     )
 
@@ -89,7 +90,11 @@ def _sqlite_engine(url: str, begin: str, pool_size: int) -> AsyncEngine:
 
 
 class Database:
-    """The writing engine and the reading engine of one database."""
+    """The writing engine and the reading engine of one database.
+
+    The engines leave the parameters out of their errors: an unexpected database error is
+    logged with its message, and the parameters are customers' data.
+    """
 
     def __init__(self, url: str, *, pool_size: int = 10) -> None:
         self.url = normalise_url(url)
@@ -103,6 +108,7 @@ class Database:
                 pool_size=pool_size,
                 max_overflow=pool_size,
                 pool_pre_ping=True,
+                hide_parameters=True,
                 **JSON_OPTIONS,
             )
             self.read_engine = self.engine

@@ -7,13 +7,15 @@ from sqlalchemy import ForeignKey, Index, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from coverline.db.base import Base, BigId
+from coverline.kit.request_id import current_request_id
 
 
 class Event(Base):
     """The outbox: one row per state change, written in the transaction of the change.
 
     `id` grows with commit order per writer and orders deliveries about one resource;
-    `payload` is the resource as it was right after the change.
+    `payload` is the resource as it was right after the change. `request_id` is the API
+    request (or worker job) that wrote it, taken from the context when the row is inserted.
     """
 
     __tablename__ = "events"
@@ -28,6 +30,7 @@ class Event(Base):
     resource_id: Mapped[str] = mapped_column(String(64))
     payload: Mapped[dict[str, Any]]
     occurred_at: Mapped[datetime]
+    request_id: Mapped[str | None] = mapped_column(String(64), default=current_request_id)
 
     __table_args__ = (
         Index("ix_events_partner_mode_id", "partner_id", "mode", "id"),

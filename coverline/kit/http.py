@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Coroutine
 from enum import Enum
+from functools import cache
 from typing import Any
 
 import orjson
@@ -134,6 +135,22 @@ class StrictJSONRoute(APIRoute):
         return strict_handler
 
 
+class TwinRoute(APIRoute):
+    """The other spelling of a route's path, with or without its trailing slash."""
+
+    @property
+    def canonical_path(self) -> str:
+        return self.path_format[:-1] if self.path_format.endswith("/") else f"{self.path_format}/"
+
+
+@cache
+def twin_route_class(route_class: type[APIRoute]) -> type[APIRoute]:
+    """The twin of a route answers as the route does (its route class) and is a TwinRoute."""
+    if issubclass(route_class, TwinRoute):
+        return route_class
+    return type(f"Twin{route_class.__name__}", (TwinRoute, route_class), {})
+
+
 class SlashAgnosticRouter(APIRouter):
     """Answers a path with and without its trailing slash, without redirecting.
 
@@ -145,7 +162,12 @@ class SlashAgnosticRouter(APIRouter):
         super().add_api_route(path, endpoint, **kwargs)
         twin = path[:-1] if path.endswith("/") else f"{path}/"
         if twin and twin != path:
-            twin_kwargs = {**kwargs, "include_in_schema": False}
+            route_class: type[APIRoute] = kwargs.get("route_class_override") or self.route_class
+            twin_kwargs = {
+                **kwargs,
+                "include_in_schema": False,
+                "route_class_override": twin_route_class(route_class),
+            }
             if twin_kwargs.get("name"):
                 twin_kwargs["name"] = f"{twin_kwargs['name']}_twin"
             super().add_api_route(twin, endpoint, **twin_kwargs)

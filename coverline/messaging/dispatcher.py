@@ -25,6 +25,7 @@ import os
 import random
 import socket
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, cast
@@ -49,6 +50,7 @@ from coverline.messaging.sms import (
     TwilioProvider,
 )
 from coverline.messaging.templates import EMAIL, SMS
+from coverline.observability import metrics
 from coverline.sandbox.service import Clocks
 
 log = logging.getLogger("coverline.messaging")
@@ -360,6 +362,7 @@ class MessageDispatcher:
             return
         now = self._clock.now()
         sent, retries, failures = [], [], []
+        counted: Counter[tuple[str, str]] = Counter()
         for outcome in outcomes:
             claim = outcome.claim
             base = {
@@ -371,13 +374,20 @@ class MessageDispatcher:
             }
             if outcome.succeeded:
                 sent.append(base)
+                counted[claim.channel, "sent"] += 1
             elif outcome.permanent or claim.attempts >= self._settings.max_attempts:
                 failures.append(base)
+                counted[claim.channel, "failed"] += 1
             else:
                 delay = self._delay(claim.attempts)
                 retries.append({**base, "b_next": now + timedelta(seconds=delay)})
+                counted[claim.channel, "retry"] += 1
+                # Not the provider's error: it may quote the recipient. It is on the message.
                 log.info(
-                    "message %s failed, retry in %.1fs: %s", claim.public_id, delay, outcome.error
+                    "message %s attempt %d failed, retry in %.1fs",
+                    claim.public_id,
+                    claim.attempts,
+                    delay,
                 )
         table = cast(Table, Message.__table__)
         mine = and_(
@@ -411,6 +421,8 @@ class MessageDispatcher:
                     .values(**common, status=QUEUED, next_attempt_at=bindparam("b_next")),
                     retries,
                 )
+        for (channel, outcome_name), count in counted.items():
+            metrics.message_outcome(channel, outcome_name, count)
 
     # ------------------------------------------------------------------ chores
     async def _chores(self) -> None:
@@ -464,7 +476,7 @@ class MessageDispatcher:
     async def expire(self, now: datetime) -> None:
         hours = self._settings.expiry.total_seconds() / 3600
         async with self._database.transaction() as session:
-            await session.execute(
+            expired = await session.scalars(
                 update(M)
                 .where(M.status == QUEUED, M.next_attempt_at < now - self._settings.expiry)
                 .values(
@@ -473,5 +485,9 @@ class MessageDispatcher:
                     "(is the channel configured?).",
                     updated_at=now,
                 )
+                .returning(M.channel)
                 .execution_options(synchronize_session=False)
             )
+            channels = Counter(expired)
+        for channel, count in channels.items():
+            metrics.message_outcome(channel, "expired", count)

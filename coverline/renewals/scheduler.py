@@ -8,9 +8,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Sequence
+from datetime import datetime
 
 from coverline.db.engine import Database
 from coverline.kit.aio import keep_stepping
+from coverline.observability import metrics
 from coverline.renewals.service import Transition, run_due
 from coverline.sandbox.service import Clocks
 
@@ -35,14 +38,18 @@ class Scheduler:
         offsets = await self._clocks.offsets()
         done: list[Transition] = []
         async with self._database.transaction() as session:
-            done += await run_due(
+            batch = await run_due(
                 session, until=now, skip_sandbox_of=list(offsets), limit=self._batch
             )
+        _observe(batch, now)
+        done += batch
         for partner_id, offset in offsets.items():
             async with self._database.transaction() as session:
-                done += await run_due(
+                batch = await run_due(
                     session, until=now + offset, partner_id=partner_id, limit=self._batch
                 )
+            _observe(batch, now + offset)
+            done += batch
         return done
 
     async def drain(self) -> int:
@@ -51,3 +58,9 @@ class Scheduler:
         while transitions := await self.run_once():
             total += len(transitions)
         return total
+
+
+def _observe(transitions: Sequence[Transition], now: datetime) -> None:
+    """After the commit: the lag of each transition, on the clock it was due by."""
+    for transition in transitions:
+        metrics.renewal_transition(transition.type.value, (now - transition.at).total_seconds())

@@ -66,6 +66,7 @@ def delivery_json(delivery: WebhookDelivery, event: Event) -> dict[str, Any]:
         "event": delivery.event_type,
         "event_id": event.public_id,
         "resource_id": event.resource_id,
+        "request_id": event.request_id,
         "status": delivery.status,
         "attempts": delivery.attempts,
         "next_attempt_at": _time(delivery.next_attempt_at)
@@ -86,6 +87,7 @@ def attempt_json(attempt: WebhookAttempt) -> dict[str, Any]:
         "request_headers": attempt.request_headers,
         "response_excerpt": attempt.response_excerpt,
         "error": attempt.error,
+        "request_id": attempt.request_id,
     }
 
 

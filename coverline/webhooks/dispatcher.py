@@ -45,6 +45,8 @@ from coverline.events.models import Event
 from coverline.events.service import EventType, record
 from coverline.kit import ids
 from coverline.kit.clock import Clock
+from coverline.kit.request_id import bound_request_id, new_job_id
+from coverline.observability import metrics
 from coverline.partners.crypto import SecretBox
 from coverline.webhooks import formats, signing
 from coverline.webhooks.models import WebhookAttempt, WebhookDelivery, WebhookEndpoint
@@ -94,8 +96,10 @@ def _statements() -> dict[str, Any]:
             d.event_type,
             d.attempts,
             d.failures,
+            d.created_at,
             EVENTS.c.type,
             EVENTS.c.payload,
+            EVENTS.c.request_id,
         )
         .join(EVENTS, EVENTS.c.id == d.event_id)
         .where(
@@ -220,6 +224,9 @@ class Claim:
     attempts: int
     failures: int
     payload: dict[str, Any]
+    # The API request (or job) whose event this is, and when the delivery was made.
+    request_id: str | None
+    created_at: datetime
 
 
 @dataclass
@@ -305,6 +312,7 @@ class Dispatcher:
         self._tasks: set[asyncio.Task[None]] = set()
         self._in_flight = 0
         self._results: list[Result] = []
+        self._outcomes: list[tuple[Result, str]] = []
         self._first_result_at = 0.0
         self._release: list[int] = []
         # Endpoints named by wake-ups since the last turn; `_look_everywhere` when a wake-up
@@ -345,7 +353,10 @@ class Dispatcher:
             try:
                 while not stop.is_set():
                     try:
-                        busy = await self.turn()
+                        # A turn is a job: what it logs and the events it writes (an endpoint
+                        # disabled) carry its id.
+                        with bound_request_id(new_job_id()):
+                            busy = await self.turn()
                     except Exception:
                         # The database is away, say: keep sending what is leased, try again
                         # later, not in a tight loop.
@@ -445,17 +456,31 @@ class Dispatcher:
                     claimed = await self._claim(session, now, hinted, search)
         except BaseException:
             # Nothing of this turn happened: keep the results and hints for the next one.
+            self._outcomes.clear()
             self._results = results + self._results
             self._release = release + self._release
             self._hinted |= hinted
             self._look_everywhere = self._look_everywhere or search
             raise
+        self._count_outcomes()
         for endpoint_id, claims in claimed.items():
             queue = self._queues[endpoint_id]
             queue.waiting.extend(claims)
             self._pump(queue)
         self._forget_idle_queues()
         return bool(claimed) or bool(results) or bool(self._tasks)
+
+    def _count_outcomes(self) -> None:
+        outcomes, self._outcomes = self._outcomes, []
+        for result, outcome in outcomes:
+            claim = result.claim
+            lag = (result.attempted_at - claim.created_at).total_seconds()
+            metrics.webhook_attempt(
+                result.endpoint.format,
+                outcome,
+                result.duration_ms / 1000,
+                lag if claim.attempts == 0 else None,
+            )
 
     # ------------------------------------------------------------------ claiming
     async def _claim(
@@ -582,8 +607,10 @@ class Dispatcher:
                 name=row[3],
                 attempts=row[4],
                 failures=row[5],
-                event_type=row[6],
-                payload=row[7],
+                created_at=row[6],
+                event_type=row[7],
+                payload=row[8],
+                request_id=row[9],
             )
             for row in rows
         ]
@@ -788,6 +815,7 @@ class Dispatcher:
         gone: set[int] = set()
         health: dict[int, bool] = {}
         first_failure: dict[int, datetime] = {}
+        outcomes: list[tuple[Result, str]] = []
         for result in results:
             claim = result.claim
             endpoint_id = result.endpoint.id
@@ -801,6 +829,7 @@ class Dispatcher:
                     "response_excerpt": result.excerpt,
                     "error": result.error,
                     "worker": self.worker_id,
+                    "request_id": claim.request_id,
                 }
             )
             health[endpoint_id] = health.get(endpoint_id, False) or result.succeeded
@@ -823,6 +852,7 @@ class Dispatcher:
                         "completed": now,
                     }
                 )
+                outcomes.append((result, "succeeded"))
                 continue
             failures = claim.failures + 1
             delay = None if result.status_code == 410 else self._next_delay(result, failures)
@@ -832,10 +862,12 @@ class Dispatcher:
                 finals.append(
                     {**base, "b_status": "failed", "b_failures": failures, "completed": now}
                 )
+                outcomes.append((result, "failed"))
             else:
                 retries.append(
                     {**base, "b_failures": failures, "b_next": now + timedelta(seconds=delay)}
                 )
+                outcomes.append((result, "retry"))
         # Core executemany on the connection: many rows, one statement each.
         connection = await session.connection()
         await connection.execute(SQL["attempt"], attempts)
@@ -851,6 +883,8 @@ class Dispatcher:
         disabled = await self._record_health(session, health, first_failure, gone, now)
         for endpoint_id in disabled:
             self._retire(endpoint_id)
+        # Counted once committed (`turn`): a batch that fails to commit is recorded again.
+        self._outcomes.extend(outcomes)
 
     async def _give_back(self, session: AsyncSession, delivery_ids: list[int]) -> None:
         """Leased deliveries this worker will not send (stopping, or their endpoint was

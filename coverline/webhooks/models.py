@@ -103,3 +103,5 @@ class WebhookAttempt(Base):
     response_excerpt: Mapped[str | None] = mapped_column(Text, default=None)
     error: Mapped[str | None] = mapped_column(Text, default=None)
     worker: Mapped[str | None] = mapped_column(String(64), default=None)
+    # The request id of the event delivered, copied so the log of attempts needs no join.
+    request_id: Mapped[str | None] = mapped_column(String(64), default=None)

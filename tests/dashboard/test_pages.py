@@ -170,6 +170,8 @@ async def test_test_event_log_redelivery_and_recovery(
     page = await signed_in.browser.get(f"{path}/deliveries/{delivery.public_id}")
     assert page.status_code == 200
     assert "HTTP 500" in page.text and "boom" in page.text and "webhook-id" in page.text
+    # The test event was made by the request that asked for it.
+    assert f"<dt>Request id</dt><dd><code>{sent.headers['x-request-id']}</code></dd>" in page.text
     redelivered = await signed_in.browser.post(f"{path}/deliveries/{delivery.public_id}/redeliver")
     assert location(redelivered).endswith("?notice=redelivered")
     await receiver.wait_for(5)

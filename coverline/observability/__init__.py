@@ -1,0 +1,1 @@
+"""Prometheus metrics, structured logs and request ids (docs/operations.md)."""
