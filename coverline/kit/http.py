@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from collections.abc import Callable, Coroutine
 from enum import Enum
-from functools import cache
 from typing import Any
 
 import orjson
@@ -143,12 +142,16 @@ class TwinRoute(APIRoute):
         return self.path_format[:-1] if self.path_format.endswith("/") else f"{self.path_format}/"
 
 
-@cache
+_TWINS: dict[type[APIRoute], type[APIRoute]] = {}
+
+
 def twin_route_class(route_class: type[APIRoute]) -> type[APIRoute]:
     """The twin of a route answers as the route does (its route class) and is a TwinRoute."""
     if issubclass(route_class, TwinRoute):
         return route_class
-    return type(f"Twin{route_class.__name__}", (TwinRoute, route_class), {})
+    if route_class not in _TWINS:
+        _TWINS[route_class] = type(f"Twin{route_class.__name__}", (TwinRoute, route_class), {})
+    return _TWINS[route_class]
 
 
 class SlashAgnosticRouter(APIRouter):
