@@ -43,6 +43,15 @@ STATIC = Path(__file__).parent / "static"
 REQUEST_ID_HEADER = "X-Request-Id"
 
 
+class BodyTooLarge(StarletteHTTPException):
+    """A body found too large while it is read. FastAPI lets HTTP exceptions out of its body
+    parsing (it turns any other exception there into a 400), and both error handlers, the
+    API's and the dashboard's, render it."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(status_code=413, detail=f"The request body exceeds {limit} bytes.")
+
+
 class RequestGuard:
     """Pure ASGI: a request id on every response, and the body size limit before parsing."""
 
@@ -78,7 +87,7 @@ class RequestGuard:
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > limit:
-                    raise PayloadTooLarge(f"The request body exceeds {limit} bytes.")
+                    raise BodyTooLarge(limit)
             return message
 
         async def send_with_id(message: Message) -> None:

@@ -26,6 +26,7 @@ from email.utils import parsedate_to_datetime
 from typing import Any, cast
 
 import aiohttp
+from aiohttp.resolver import DefaultResolver
 from sqlalchemy import Table, and_, bindparam, exists, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
@@ -39,7 +40,12 @@ from coverline.kit.clock import Clock
 from coverline.partners.crypto import SecretBox
 from coverline.webhooks import formats, signing
 from coverline.webhooks.models import WebhookAttempt, WebhookDelivery, WebhookEndpoint
-from coverline.webhooks.network import ForbiddenAddress, GuardedResolver, refuse_literal
+from coverline.webhooks.network import (
+    ForbiddenAddress,
+    GuardedResolver,
+    ResolverFactory,
+    refuse_literal,
+)
 from coverline.webhooks.service import partner_api_secret
 
 log = logging.getLogger("coverline.webhooks")
@@ -140,11 +146,13 @@ class Dispatcher:
         clock: Clock,
         settings: DispatchSettings,
         worker_id: str | None = None,
+        resolver: ResolverFactory = DefaultResolver,
     ) -> None:
         self._database = database
         self._box = box
         self._clock = clock
         self._settings = settings
+        self._resolver = resolver
         self.worker_id = worker_id or f"{socket.gethostname()}:{os.getpid()}:{ids.event_id()[4:12]}"
         self._state = _State()
         self._http: aiohttp.ClientSession | None = None
@@ -155,7 +163,7 @@ class Dispatcher:
     async def __aenter__(self) -> Dispatcher:
         connector = aiohttp.TCPConnector(
             limit=self._settings.max_in_flight,
-            resolver=GuardedResolver(self._settings.allow_private_networks),
+            resolver=GuardedResolver(self._settings.allow_private_networks, self._resolver()),
             ttl_dns_cache=30,
         )
         self._http = aiohttp.ClientSession(
