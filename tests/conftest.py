@@ -164,10 +164,12 @@ async def make_partner(services: Services, http: httpx.AsyncClient) -> PartnerFi
 UNOWNED_TABLES = {"fx_rates", "products", "product_versions", "dashboard_sessions"}
 
 
-async def partner_state(services: Services, partner_id: int) -> dict[str, Any]:
-    """Every row a partner owns, table by table, to assert that a refused request changed
-    nothing. A table added later must be owned through one of these links or be listed in
-    UNOWNED_TABLES, or this fails."""
+async def partner_state(
+    services: Services, partner_id: int, mode: str | None = None
+) -> dict[str, Any]:
+    """Every row a partner owns (in one mode, when given), table by table, to assert that a
+    refused request changed nothing. A table added later must be owned through one of these
+    links or be listed in UNOWNED_TABLES, or this fails."""
     state: dict[str, list[dict[str, Any]]] = {}
     async with services.database.reading() as session:
         for table in metadata.sorted_tables:
@@ -184,6 +186,8 @@ async def partner_state(services: Services, partner_id: int) -> dict[str, Any]:
                 owned = columns.delivery_id.in_([r["id"] for r in state["webhook_deliveries"]])
             else:
                 raise AssertionError(f"whose rows are in {table.name}? Link it or list it.")
+            if mode is not None and "mode" in columns:
+                owned = owned & (columns.mode == mode)
             result = await session.execute(
                 select(table).where(owned).order_by(*table.primary_key.columns)
             )
