@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -84,3 +86,37 @@ def translate_validation_error(exc: RequestValidationError) -> CoverlineError:
             location = location[2:]
         _place(errors, location, _message(error), as_text=kind == "extra_forbidden")
     return ValidationFailed(errors=errors)
+
+
+UNSTORABLE_TEXT = "Text in the request may not contain U+0000 (NUL) or unpaired surrogates."
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+
+
+def _storable(value: Any) -> bool:
+    if isinstance(value, str):
+        return _UNSTORABLE.search(value) is None
+    if isinstance(value, dict):
+        return all(_storable(k) and _storable(v) for k, v in value.items())
+    if isinstance(value, list):
+        return all(_storable(item) for item in value)
+    return True
+
+
+def unstorable_text(body: bytes, content_type: str) -> bool:
+    """Text no database column takes: PostgreSQL refuses U+0000 in text and JSON, and no
+    driver encodes a lone surrogate. Refused as bad input rather than failing as a 500."""
+    if b"\x00" in body:
+        return True
+    kind = content_type.split(";", 1)[0].strip().lower()
+    if kind == "application/x-www-form-urlencoded":
+        return b"%00" in body
+    if kind and kind != "application/json" and not kind.endswith("+json"):
+        return False
+    if b"\\u" not in body:
+        return False
+    try:
+        document = json.loads(body)
+    except ValueError:
+        # Malformed JSON: FastAPI answers it with its own 400.
+        return False
+    return not _storable(document)

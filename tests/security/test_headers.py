@@ -108,7 +108,7 @@ async def test_the_other_pages_and_answers_have_them_too(signed: Signed) -> None
         ("landing redirect", await signed.browser.get("/dashboard/")),
         ("missing page", await signed.browser.get("/dashboard/no-such-page")),
         ("another partner", await signed.browser.get("/dashboard/ZZZZZ/sandbox")),
-        ("bad address", await signed.browser.get(f"/dashboard/{code}/sandbox/bookings/%00")),
+        ("unknown mode", await signed.browser.get(f"/dashboard/{code}/staging/bookings")),
         (
             "form without CSRF",
             await signed.browser.post(f"/dashboard/{code}/sandbox/api-keys", csrf=False),
@@ -128,7 +128,7 @@ async def test_the_other_pages_and_answers_have_them_too(signed: Signed) -> None
         "landing redirect": 303,
         "missing page": 404,
         "another partner": 404,
-        "bad address": 404,
+        "unknown mode": 404,
         "form without CSRF": 403,
         "form with errors": 422,
         "/operator/partners": 200,

@@ -1,6 +1,8 @@
-"""The request body size limit (COVERLINE_MAX_BODY_BYTES): a body over it, announced by its
-Content-Length or streamed in chunks without one, is refused with 413 and the documented
-error body before anything else happens."""
+"""What the request guard refuses before anything else happens, with the documented error
+body: a body over COVERLINE_MAX_BODY_BYTES, announced by its Content-Length or streamed in
+chunks without one (413), and text that no database column takes, U+0000 and unpaired
+surrogates, in the path, the query string or the body (400: PostgreSQL refuses NUL in text and
+JSON, and no driver encodes a lone surrogate, so they used to end as 500s)."""
 
 from __future__ import annotations
 
@@ -16,7 +18,8 @@ from coverline.app import create_app
 from coverline.config import Settings
 from coverline.runtime import Services
 from tests.conftest import PartnerFixture, partner_state
-from tests.fixtures.payloads import quote_request
+from tests.dashboard.helpers import add_user, browser_for
+from tests.fixtures.payloads import instant_booking_request, quote_request
 from tests.fixtures.signing import signed_headers
 
 LIMIT = 4096
@@ -135,3 +138,97 @@ async def test_a_dashboard_form_over_the_limit_is_413(small: httpx.AsyncClient) 
     assert streamed.headers["content-type"].startswith("text/html")
     assert TOO_LARGE["message"] in streamed.text
     assert "coverline_session" not in streamed.cookies
+
+
+# ------------------------------------------------------------------------------ unstorable text
+
+UNSTORABLE = {
+    "type": "invalid_request_error",
+    "message": "Text in the request may not contain U+0000 (NUL) or unpaired surrogates.",
+    "errors": {},
+}
+
+
+def json_with(body: dict[str, Any], old: bytes, new: bytes) -> bytes:
+    raw = orjson.dumps(body)
+    assert old in raw
+    return raw.replace(old, new)
+
+
+BOOKING = instant_booking_request(partner_transaction_id="order-1")
+UNSTORABLE_BODIES = [
+    pytest.param(b'"Mark"', b'"Ma\\u0000rk"', id="NUL in a name"),
+    pytest.param(b'"order-1"', b'"order\\u0000"', id="NUL in a free-text field"),
+    pytest.param(b'"Ariana Grande"', b'"Ariana\\ud800"', id="lone surrogate in a product field"),
+    pytest.param(b'"event_name"', b'"event\\u0000name"', id="NUL in a key"),
+    pytest.param(b'"The O2"', b'"\\udc00 O2"', id="lone low surrogate"),
+]
+
+
+@pytest.mark.parametrize(("old", "new"), UNSTORABLE_BODIES)
+async def test_unstorable_text_in_a_body_is_400_and_changes_nothing(
+    services: Services, partner: PartnerFixture, old: bytes, new: bytes
+) -> None:
+    before = await partner_state(services, partner.id)
+    response = await partner.sandbox.call(
+        "POST",
+        "instant_booking/",
+        content=json_with(BOOKING, old, new),
+        headers={"Content-Type": "application/json"},
+    )
+    assert response.status_code == 400, response.text
+    assert response.json() == UNSTORABLE
+    assert await partner_state(services, partner.id) == before
+
+
+async def test_unstorable_text_in_the_path_or_query_is_400(
+    services: Services, partner: PartnerFixture, http: httpx.AsyncClient
+) -> None:
+    before = await partner_state(services, partner.id)
+    for target in (
+        partner.sandbox.path("bookings/AB%00CD/"),
+        partner.sandbox.path("messages/?booking=%00"),
+        "/dashboard/sign-in?next=%00",
+    ):
+        response = await http.get(target)
+        assert response.status_code == 400, target
+        assert response.json() == UNSTORABLE
+    assert await partner_state(services, partner.id) == before
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "stored"),
+    [
+        pytest.param(b'"Mark"', b'"Ma\\\\u0000rk"', "Ma\\u0000rk", id="an escaped backslash"),
+        pytest.param(b'"Mark"', b'"Ma\\ud83d\\ude00rk"', "Ma\U0001f600rk", id="a surrogate pair"),
+    ],
+)
+async def test_text_that_only_looks_alike_is_stored(
+    partner: PartnerFixture, old: bytes, new: bytes, stored: str
+) -> None:
+    response = await partner.sandbox.call(
+        "POST",
+        "instant_booking/",
+        content=json_with(BOOKING, old, new),
+        headers={"Content-Type": "application/json"},
+    )
+    assert response.status_code == 200, response.text
+    assert response.json()["policyholder"]["first_name"] == stored
+
+
+async def test_unstorable_text_in_a_dashboard_form_is_400(
+    services: Services, partner: PartnerFixture, settings: Settings
+) -> None:
+    user = await add_user(services, partner_id=partner.id)
+    async with browser_for(settings, services) as browser:
+        await browser.sign_in(user.email)
+        before = await partner_state(services, partner.id)
+        page = await browser.client.post(
+            f"/dashboard/{partner.code}/sandbox/webhooks",
+            content=f"csrf_token={browser.csrf}&url=https%3A%2F%2Fx.example%2F&description=a%00b",
+            headers={"Content-Type": "application/x-www-form-urlencoded"},
+        )
+        assert page.status_code == 400
+        assert page.headers["content-type"].startswith("text/html")
+        assert UNSTORABLE["message"] in page.text
+        assert await partner_state(services, partner.id) == before
