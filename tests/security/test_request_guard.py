@@ -156,6 +156,18 @@ def json_with(body: dict[str, Any], old: bytes, new: bytes) -> bytes:
 
 
 BOOKING = instant_booking_request(partner_transaction_id="order-1")
+
+
+async def book_raw(partner: PartnerFixture, old: bytes, new: bytes) -> httpx.Response:
+    """An instant booking whose JSON has `old` replaced by `new`, as sent."""
+    return await partner.sandbox.call(
+        "POST",
+        "instant_booking/",
+        content=json_with(BOOKING, old, new),
+        headers={"Content-Type": "application/json"},
+    )
+
+
 UNSTORABLE_BODIES = [
     pytest.param(b'"Mark"', b'"Ma\\u0000rk"', id="NUL in a name"),
     pytest.param(b'"order-1"', b'"order\\u0000"', id="NUL in a free-text field"),
@@ -170,12 +182,7 @@ async def test_unstorable_text_in_a_body_is_400_and_changes_nothing(
     services: Services, partner: PartnerFixture, old: bytes, new: bytes
 ) -> None:
     before = await partner_state(services, partner.id)
-    response = await partner.sandbox.call(
-        "POST",
-        "instant_booking/",
-        content=json_with(BOOKING, old, new),
-        headers={"Content-Type": "application/json"},
-    )
+    response = await book_raw(partner, old, new)
     assert response.status_code == 400, response.text
     assert response.json() == UNSTORABLE
     assert await partner_state(services, partner.id) == before
@@ -206,12 +213,7 @@ async def test_unstorable_text_in_the_path_or_query_is_400(
 async def test_text_that_only_looks_alike_is_stored(
     partner: PartnerFixture, old: bytes, new: bytes, stored: str
 ) -> None:
-    response = await partner.sandbox.call(
-        "POST",
-        "instant_booking/",
-        content=json_with(BOOKING, old, new),
-        headers={"Content-Type": "application/json"},
-    )
+    response = await book_raw(partner, old, new)
     assert response.status_code == 200, response.text
     assert response.json()["policyholder"]["first_name"] == stored
 

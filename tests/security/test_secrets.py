@@ -31,8 +31,10 @@ import httpx
 import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
+from cryptography.fernet import Fernet
 
 from coverline.db.engine import normalise_url
+from coverline.partners.crypto import SecretBox, load_or_create_key_file
 from coverline.partners.signatures import encode_signature, sign
 from tests.dashboard.helpers import csrf_of
 from tests.fixtures.database import backend
@@ -218,6 +220,12 @@ async def until(check: Callable[[], Any], what: str, timeout: float = 30.0) -> N
         await asyncio.sleep(0.05)
 
 
+async def form(http: httpx.AsyncClient, page: str, target: str, **fields: str) -> httpx.Response:
+    """Post a dashboard form with the CSRF token of the page it is on."""
+    shown = await http.get(page)
+    return await http.post(target, data={"csrf_token": csrf_of(shown.text), **fields})
+
+
 @pytest.fixture(scope="module")
 async def traffic(
     processes: Processes, mailbox: Mailbox, twilio: SmsServer, hooks: Receiver
@@ -315,39 +323,28 @@ async def traffic(
         # The dashboard: the CLI's user signs in, changes its password, makes a key.
         user_created = await made_user
         assert user_created.returncode == 0, user_created.stderr
-        page = await http.get("/dashboard/sign-in")
-        signed_in = await http.post(
-            "/dashboard/sign-in",
-            data={
-                "csrf_token": csrf_of(page.text),
-                "email": USER,
-                "password": PASSWORD,
-            },
+        signed_in = await form(
+            http, "/dashboard/sign-in", "/dashboard/sign-in", email=USER, password=PASSWORD
         )
         assert signed_in.status_code == 303, signed_in.text
         found.secrets["session token"] = http.cookies["coverline_session"]
-        account = await http.get("/dashboard/account")
-        changed = await http.post(
+        changed = await form(
+            http,
+            "/dashboard/account",
             "/dashboard/account/password",
-            data={
-                "csrf_token": csrf_of(account.text),
-                "current_password": PASSWORD,
-                "new_password": NEW_PASSWORD,
-                "confirm_password": NEW_PASSWORD,
-            },
+            current_password=PASSWORD,
+            new_password=NEW_PASSWORD,
+            confirm_password=NEW_PASSWORD,
         )
         assert changed.status_code == 303, changed.text
-        keys_page = await http.get(f"/dashboard/{found.code}/live/api-keys")
-        issued = await http.post(
-            f"/dashboard/{found.code}/live/api-keys", data={"csrf_token": csrf_of(keys_page.text)}
-        )
+        keys = f"/dashboard/{found.code}/live/api-keys"
+        issued = await form(http, keys, keys)
         assert issued.status_code == 200
         shown = re.findall(r"sk_live_[A-Za-z0-9_\-]+", issued.text)
         assert shown, "the new secret is shown once on the page"
         found.secrets["dashboard API secret"] = shown[0]
-        revealed_page = await http.post(
-            f"/dashboard/{found.code}/live/webhooks/{xcover['id']}/secret",
-            data={"csrf_token": csrf_of(keys_page.text)},
+        revealed_page = await form(
+            http, keys, f"/dashboard/{found.code}/live/webhooks/{xcover['id']}/secret"
         )
         assert turned["secret"] in revealed_page.text
         # The worker has recorded its sends (and logged their SQL) before anything is read.
@@ -437,3 +434,23 @@ async def test_the_secrets_were_in_use(
     )
     assert signature.group(1) == encode_signature(expected)
     assert any("webhook-signature" in r.headers for r in hooks.received)
+
+
+def test_the_generated_master_key_is_readable_by_its_owner_only(tmp_path: Path) -> None:
+    path = tmp_path / "data" / "master.key"
+    key = load_or_create_key_file(path)
+    assert path.stat().st_mode & 0o777 == 0o600
+    assert load_or_create_key_file(path) == key
+    box = SecretBox([key])
+    assert box.decrypt(box.encrypt("sk_live_x")) == "sk_live_x"
+
+
+def test_a_new_master_key_still_reads_what_the_old_one_sealed() -> None:
+    old, new = Fernet.generate_key().decode(), Fernet.generate_key().decode()
+    sealed = SecretBox([old]).encrypt("whsec_before")
+    rotated = SecretBox([new, old])
+    assert rotated.decrypt(sealed) == "whsec_before"
+    resealed = rotated.encrypt("whsec_after")
+    assert SecretBox([new]).decrypt(resealed) == "whsec_after"
+    with pytest.raises(ValueError, match="cannot be decrypted"):
+        SecretBox([old]).decrypt(resealed)
