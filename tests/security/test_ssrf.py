@@ -13,6 +13,7 @@ import asyncio
 import socket
 from collections.abc import AsyncIterator
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 from sqlalchemy import update
@@ -291,8 +292,9 @@ async def test_the_dispatcher_refuses_every_forbidden_target_at_connect_time(
 ) -> None:
     """Endpoints saved while private networks were allowed (or written by an older version,
     for the raw spellings), then sent to with them refused."""
-    port = int(receiver.url.rsplit(":", 1)[1].split("/")[0])
-    port6 = int(ipv6_receiver.url.rsplit(":", 1)[1].split("/")[0])
+    port = urlsplit(receiver.url).port
+    port6 = urlsplit(ipv6_receiver.url).port
+    assert port is not None and port6 is not None
     refused = "Refused: {} is a private or reserved address."
     only = "Refused: {} resolves only to private or reserved addresses."
     # URL → the error its attempt records; the first ones would reach a receiver.
@@ -362,7 +364,7 @@ async def test_the_same_targets_are_reached_when_private_networks_are_allowed(
 ) -> None:
     """The control of the test above: its receivers do answer, so the refusal is what kept
     them from receiving."""
-    port = int(receiver.url.rsplit(":", 1)[1].split("/")[0])
+    port = urlsplit(receiver.url).port
     urls = [
         receiver.url,
         f"http://localhost:{port}/hooks",
