@@ -194,7 +194,10 @@ SHARED_ROUTES = {
     ("GET", "/pds/{package_id}"): "the product disclosure: no personal data (tested below)",
     ("GET", "/coi/{package_id}"): "the certificate, behind the booking's token (tested below)",
 }
-MOUNTS = {"/static": "the dashboard's and the docs' assets", "/dashboard": "DASHBOARD_MATRIX"}
+MOUNTS = {
+    "/static": "the dashboard's and the docs' assets",
+    "/dashboard": "its routes: DASHBOARD_MATRIX, DASHBOARD_OWN and OPERATOR_PAGES below",
+}
 INTRUDERS = ["other partner, own path", "other partner, victim's path", "same partner, live"]
 
 

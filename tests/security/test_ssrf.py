@@ -201,7 +201,7 @@ async def test_public_names_and_names_that_do_not_resolve_yet_are_saved(
 
 
 async def test_every_forbidden_target_is_saved_when_private_networks_are_allowed(
-    partner: PartnerFixture, settings: Settings
+    partner: PartnerFixture, settings: Settings, fence: NetworkFence
 ) -> None:
     assert settings.webhooks_allow_private_networks is True
     hosts = [str(p.values[0]) for p in FORBIDDEN_HOSTS] + [
@@ -214,6 +214,7 @@ async def test_every_forbidden_target_is_saved_when_private_networks_are_allowed
         assert response.status_code == 201, (host, response.text)
     listed = await partner.sandbox.call("GET", "webhooks/")
     assert listed.json()["count"] == len(hosts)
+    assert fence.looked_up_for(8080) == [] and fence.connected_to(8080) == []
 
 
 async def test_the_dashboard_refuses_forbidden_targets_too(
