@@ -24,12 +24,14 @@ from coverline.bookings.lifecycle_api import router as lifecycle_router
 from coverline.config import Settings, get_settings
 from coverline.dashboard.app import create_dashboard
 from coverline.documents.api import router as documents_router
-from coverline.kit.errors import CoverlineError, PayloadTooLarge
+from coverline.kit.errors import BadRequest, CoverlineError, PayloadTooLarge
 from coverline.kit.http import (
     AUTHENTICATED_ERRORS,
+    UNSTORABLE_TEXT,
     JSONResponse,
     error_responses,
     translate_validation_error,
+    unstorable_text,
 )
 from coverline.kit.request_id import accepted_request_id, bound_request_id, new_request_id
 from coverline.messaging.api import router as messaging_router
@@ -57,9 +59,26 @@ def request_id_of(scope: Scope) -> str:
     return new_request_id()
 
 
+class BodyTooLarge(StarletteHTTPException):
+    """A body found too large while it is read. FastAPI lets HTTP exceptions out of its body
+    parsing (it turns any other exception there into a 400), and both error handlers, the
+    API's and the dashboard's, render it."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(status_code=413, detail=f"The request body exceeds {limit} bytes.")
+
+
+class UnstorableText(StarletteHTTPException):
+    """A body with text no database takes (raised once the whole body is in, before parsing)."""
+
+    def __init__(self) -> None:
+        super().__init__(status_code=400, detail=UNSTORABLE_TEXT)
+
+
 class RequestGuard:
     """Pure ASGI: a request id on every response and in the context of everything the
-    request runs, and the body size limit before parsing."""
+    request runs; before any parsing, the body size limit, and text no database takes
+    (U+0000, lone surrogates) refused in the path, the query string and the body."""
 
     def __init__(self, app: ASGIApp, max_body_bytes: int) -> None:
         self.app = app
@@ -75,19 +94,26 @@ class RequestGuard:
             await self._guarded(scope, receive, send, request_id)
 
     async def _guarded(self, scope: Scope, receive: Receive, send: Send, request_id: str) -> None:
+        refusal: CoverlineError | None = None
+        content_type = ""
         for name, value in scope["headers"]:
             if name == b"content-length" and value.isdigit() and int(value) > self.max_body_bytes:
-                too_large = PayloadTooLarge(
-                    f"The request body exceeds {self.max_body_bytes} bytes."
-                )
-                response = JSONResponse(
-                    too_large.body(),
-                    status_code=too_large.status_code,
-                    headers={REQUEST_ID_HEADER: request_id},
-                )
-                await response(scope, receive, send)
-                return
+                refusal = PayloadTooLarge(f"The request body exceeds {self.max_body_bytes} bytes.")
+            elif name == b"content-type":
+                content_type = value.decode("latin-1")
+        query = scope.get("query_string", b"")
+        if "\x00" in scope["path"] or b"%00" in query or b"\x00" in query:
+            refusal = BadRequest(UNSTORABLE_TEXT)
+        if refusal is not None:
+            response = JSONResponse(
+                refusal.body(),
+                status_code=refusal.status_code,
+                headers={REQUEST_ID_HEADER: request_id},
+            )
+            await response(scope, receive, send)
+            return
 
+        chunks: list[bytes] = []
         received = 0
         limit = self.max_body_bytes
 
@@ -95,9 +121,13 @@ class RequestGuard:
             nonlocal received
             message = await receive()
             if message["type"] == "http.request":
-                received += len(message.get("body", b""))
+                chunk = message.get("body", b"")
+                received += len(chunk)
                 if received > limit:
-                    raise PayloadTooLarge(f"The request body exceeds {limit} bytes.")
+                    raise BodyTooLarge(limit)
+                chunks.append(chunk)
+                if not message.get("more_body") and unstorable_text(b"".join(chunks), content_type):
+                    raise UnstorableText()
             return message
 
         async def send_with_id(message: Message) -> None:

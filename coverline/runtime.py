@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from aiohttp.resolver import DefaultResolver
+
 from coverline.catalog.service import Catalog
 from coverline.config import Settings
 from coverline.db.engine import Database
@@ -13,6 +15,7 @@ from coverline.partners.crypto import SecretBox
 from coverline.partners.idempotency import Idempotency
 from coverline.partners.ratelimit import RateLimiter
 from coverline.sandbox.service import Clocks
+from coverline.webhooks.network import ResolverFactory
 
 
 @dataclass
@@ -26,6 +29,8 @@ class Services:
     idempotency: Idempotency
     catalog: Catalog
     clocks: Clocks
+    # How webhook host names are resolved, when saved and when sent to.
+    webhook_resolver: ResolverFactory = DefaultResolver
 
     @classmethod
     def build(cls, settings: Settings, clock: Clock | None = None) -> Services:
@@ -39,7 +44,7 @@ class Services:
             clock=clock,
             authenticator=Authenticator(database, box, settings),
             rate_limiter=RateLimiter(settings),
-            idempotency=Idempotency(database, settings),
+            idempotency=Idempotency(database, settings, box),
             catalog=Catalog(database),
             clocks=Clocks(database, clock),
         )

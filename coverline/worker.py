@@ -47,7 +47,11 @@ class Worker:
     def __init__(self, services: Services) -> None:
         self.services = services
         self.dispatcher = Dispatcher(
-            services.database, services.box, services.clock, dispatch_settings(services)
+            services.database,
+            services.box,
+            services.clock,
+            dispatch_settings(services),
+            resolver=services.webhook_resolver,
         )
         self.scheduler = Scheduler(services.database, services.clocks)
         self.messages = MessageDispatcher(

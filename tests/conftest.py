@@ -17,10 +17,8 @@ from coverline.catalog.service import load_catalog
 from coverline.cli import DEMO_CATALOG
 from coverline.config import Settings
 from coverline.db.migrate import upgrade
-from coverline.events.models import Event
-from coverline.partners.models import IdempotencyKey
+from coverline.db.models import metadata
 from coverline.partners.service import create_partner
-from coverline.quotes.models import Policyholder, Quote, QuotePackage
 from coverline.runtime import Services
 from tests.fixtures.database import fresh_database
 from tests.fixtures.signing import signed_headers
@@ -161,47 +159,37 @@ async def make_partner(services: Services, http: httpx.AsyncClient) -> PartnerFi
     return PartnerFixture(row.id, code, clients["sandbox"], clients["live"])
 
 
-async def partner_state(services: Services, partner_id: int) -> dict[str, Any]:
-    """Every row a partner owns, to assert that a refused request changed nothing."""
+# Rows no partner owns (the catalogue, FX rates), and the browser sessions of whoever views
+# the dashboard (a page view records the partner and mode it shows).
+UNOWNED_TABLES = {"fx_rates", "products", "product_versions", "dashboard_sessions"}
 
-    def rows(objects: Any) -> list[dict[str, Any]]:
-        return [{c.key: getattr(o, c.key) for c in o.__table__.columns} for o in objects]
 
+async def partner_state(
+    services: Services, partner_id: int, mode: str | None = None
+) -> dict[str, Any]:
+    """Every row a partner owns (in one mode, when given), table by table, to assert that a
+    refused request changed nothing. A table added later must be owned through one of these
+    links or be listed in UNOWNED_TABLES, or this fails."""
+    state: dict[str, list[dict[str, Any]]] = {}
     async with services.database.reading() as session:
-        packages = list(
-            await session.scalars(
-                select(QuotePackage)
-                .where(QuotePackage.partner_id == partner_id)
-                .order_by(QuotePackage.id)
+        for table in metadata.sorted_tables:
+            if table.name in UNOWNED_TABLES:
+                continue
+            columns = table.c
+            if table.name == "partners":
+                owned = columns.id == partner_id
+            elif "partner_id" in columns:
+                owned = columns.partner_id == partner_id
+            elif "package_id" in columns:
+                owned = columns.package_id.in_([r["id"] for r in state["quote_packages"]])
+            elif "delivery_id" in columns:
+                owned = columns.delivery_id.in_([r["id"] for r in state["webhook_deliveries"]])
+            else:
+                raise AssertionError(f"whose rows are in {table.name}? Link it or list it.")
+            if mode is not None and "mode" in columns:
+                owned = owned & (columns.mode == mode)
+            result = await session.execute(
+                select(table).where(owned).order_by(*table.primary_key.columns)
             )
-        )
-        ids = [p.id for p in packages]
-        quotes = list(
-            await session.scalars(select(Quote).where(Quote.package_id.in_(ids)).order_by(Quote.id))
-        )
-        holders = list(
-            await session.scalars(
-                select(Policyholder)
-                .where(Policyholder.package_id.in_(ids))
-                .order_by(Policyholder.package_id)
-            )
-        )
-        events = list(
-            await session.scalars(
-                select(Event).where(Event.partner_id == partner_id).order_by(Event.id)
-            )
-        )
-        keys = list(
-            await session.scalars(
-                select(IdempotencyKey)
-                .where(IdempotencyKey.partner_id == partner_id)
-                .order_by(IdempotencyKey.id)
-            )
-        )
-    return {
-        "packages": rows(packages),
-        "quotes": rows(quotes),
-        "policyholders": rows(holders),
-        "events": rows(events),
-        "idempotency_keys": rows(keys),
-    }
+            state[table.name] = [dict(row._mapping) for row in result]
+    return state

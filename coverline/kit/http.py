@@ -3,6 +3,8 @@ the error responses every partner operation documents."""
 
 from __future__ import annotations
 
+import json
+import re
 from collections.abc import Callable, Coroutine
 from enum import Enum
 from typing import Any
@@ -15,12 +17,10 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.responses import JSONResponse as StarletteJSONResponse
 from starlette.responses import Response
 
-from coverline.kit.errors import BadRequest, CoverlineError, NotFound, ValidationFailed
+from coverline.kit.errors import BadRequest, CoverlineError, ValidationFailed
 
 # The largest `offset` a list accepts: past it no database integer holds `offset + limit`.
 MAX_OFFSET = 2**31 - 1
-NUL = "\x00"
-NUL_MESSAGE = "Text must not contain NUL characters."
 
 
 class JSONResponse(StarletteJSONResponse):
@@ -86,42 +86,6 @@ class StrictJSONRequest(Request):
         if not hasattr(self, "_json"):
             self._json = orjson.loads(await self.body())
         return self._json
-
-
-def _nul_paths(value: Any, path: list[str]) -> list[list[str]]:
-    if isinstance(value, str):
-        return [path] if NUL in value else []
-    found: list[list[str]] = []
-    if isinstance(value, dict):
-        for key, item in value.items():
-            if NUL in key:
-                found.append([*path, key.replace(NUL, "")])
-            found += _nul_paths(item, [*path, key])
-    elif isinstance(value, list):
-        for index, item in enumerate(value):
-            found += _nul_paths(item, [*path, str(index)])
-    return found
-
-
-async def refuse_nul(request: Request) -> None:
-    """PostgreSQL stores no NUL character in text or JSON: refuse it on every backend alike,
-    before any work, with the fields that carry one."""
-    if any(NUL in value for value in request.path_params.values()):
-        raise NotFound("Not found.")
-    errors: dict[str, Any] = {}
-    for name, value in request.query_params.multi_items():
-        if NUL in value or NUL in name:
-            _place(errors, [name.replace(NUL, "")], NUL_MESSAGE, as_text=False)
-    content_type = request.headers.get("content-type", "")
-    if "json" in content_type and await request.body():
-        try:
-            document = await request.json()
-        except orjson.JSONDecodeError:
-            document = None  # FastAPI reports it as invalid JSON.
-        for path in _nul_paths(document, []):
-            _place(errors, _xcover_location(path) or ["body"], NUL_MESSAGE, as_text=False)
-    if errors:
-        raise ValidationFailed(errors=errors)
 
 
 class StrictJSONRoute(APIRoute):
@@ -256,3 +220,37 @@ def translate_validation_error(exc: RequestValidationError) -> CoverlineError:
             errors, _xcover_location(location), _message(error), as_text=kind == "extra_forbidden"
         )
     return ValidationFailed(errors=errors)
+
+
+UNSTORABLE_TEXT = "Text in the request may not contain U+0000 (NUL) or unpaired surrogates."
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+
+
+def _storable(value: Any) -> bool:
+    if isinstance(value, str):
+        return _UNSTORABLE.search(value) is None
+    if isinstance(value, dict):
+        return all(_storable(k) and _storable(v) for k, v in value.items())
+    if isinstance(value, list):
+        return all(_storable(item) for item in value)
+    return True
+
+
+def unstorable_text(body: bytes, content_type: str) -> bool:
+    """Text no database column takes: PostgreSQL refuses U+0000 in text and JSON, and no
+    driver encodes a lone surrogate. Refused as bad input rather than failing as a 500."""
+    if b"\x00" in body:
+        return True
+    kind = content_type.split(";", 1)[0].strip().lower()
+    if kind == "application/x-www-form-urlencoded":
+        return b"%00" in body
+    if kind and kind != "application/json" and not kind.endswith("+json"):
+        return False
+    if b"\\u" not in body:
+        return False
+    try:
+        document = json.loads(body)
+    except ValueError:
+        # Malformed JSON: FastAPI answers it with its own 400.
+        return False
+    return not _storable(document)

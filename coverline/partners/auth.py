@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC
 from email.utils import parsedate_to_datetime
 
 from sqlalchemy import select
@@ -18,6 +18,7 @@ from starlette.requests import Request
 
 from coverline.config import Settings
 from coverline.db.engine import Database
+from coverline.kit.clock import Clock
 from coverline.kit.errors import AuthenticationFailed, BadRequest
 from coverline.partners import signatures
 from coverline.partners.crypto import SecretBox, secret_digest
@@ -52,9 +53,18 @@ def _raw_path(request: Request) -> str | None:
 
 
 class Authenticator:
-    def __init__(self, database: Database, box: SecretBox, settings: Settings) -> None:
+    def __init__(
+        self,
+        database: Database,
+        box: SecretBox,
+        settings: Settings,
+        wall_clock: Clock | None = None,
+    ) -> None:
         self._database = database
         self._box = box
+        # The Date window is measured on real time: the partner's client signs with it,
+        # whatever the business clock says (tests and sandbox test clocks move that one).
+        self._wall_clock = wall_clock or Clock()
         self._ttl = settings.credential_cache_seconds
         self._max_skew = settings.signature_max_skew_seconds
         self._by_key: dict[str, tuple[float, _Credential | None]] = {}
@@ -125,7 +135,7 @@ class Authenticator:
             raise AuthenticationFailed("The Date header is not an HTTP date.") from exc
         if sent.tzinfo is None:
             sent = sent.replace(tzinfo=UTC)
-        skew = abs((datetime.now(UTC) - sent).total_seconds())
+        skew = abs((self._wall_clock.now() - sent).total_seconds())
         if skew > self._max_skew:
             raise AuthenticationFailed(
                 f"The Date header is more than {self._max_skew} seconds from the server clock."

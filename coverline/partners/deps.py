@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.responses import Response
 
 from coverline.kit.errors import NotFound
-from coverline.kit.http import JSONResponse, refuse_nul
+from coverline.kit.http import JSONResponse
 from coverline.partners.auth import Principal
 from coverline.partners.idempotency import request_digest
 from coverline.quotes.service import Scope
@@ -75,7 +75,6 @@ async def partner_call(
     if principal.partner_code != partner_code:
         # Never tell whether another partner's code exists.
         raise NotFound("Not found.")
-    await refuse_nul(request)
     services = services_of(request)
     now = await services.clocks.now_for(principal.partner_id, principal.mode)
     scope = Scope(principal.partner_id, principal.mode, now)

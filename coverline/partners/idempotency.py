@@ -4,6 +4,9 @@ A key is reserved in its own short transaction, so that a concurrent repeat sees
 (423). The response is stored in the SAME transaction as the state change it describes: a
 crash can never leave a change without its stored response, nor a stored response without
 its change. A failed request releases its key so that a corrected retry may use it.
+
+Stored responses are encrypted with the master key: some carry secrets shown only once (a new
+API key's secret, a webhook endpoint's signing secret), and all carry customers' data.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+import orjson
 from sqlalchemy import delete, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -22,6 +26,7 @@ from coverline.config import Settings
 from coverline.db.engine import Database
 from coverline.kit.errors import Locked, ValidationFailed
 from coverline.partners.auth import Principal
+from coverline.partners.crypto import SecretBox
 from coverline.partners.models import IdempotencyKey
 
 Work = Callable[[AsyncSession], Awaitable[tuple[int, Any]]]
@@ -42,8 +47,9 @@ def request_digest(method: str, path: str, body: bytes) -> str:
 
 
 class Idempotency:
-    def __init__(self, database: Database, settings: Settings) -> None:
+    def __init__(self, database: Database, settings: Settings, box: SecretBox) -> None:
         self._database = database
+        self._box = box
         self._ttl = timedelta(hours=settings.idempotency_ttl_hours)
         self._lock = timedelta(seconds=settings.idempotency_lock_seconds)
 
@@ -73,7 +79,7 @@ class Idempotency:
                 await session.execute(
                     update(IdempotencyKey)
                     .where(IdempotencyKey.id == reservation)
-                    .values(state="done", response_status=status, response_body={"body": body})
+                    .values(state="done", response_status=status, response_body=self._seal(body))
                 )
         except BaseException:
             async with self._database.transaction() as session:
@@ -132,8 +138,16 @@ class Idempotency:
             )
         if existing.state == "in_flight":
             raise Locked()
-        stored = existing.response_body or {}
-        return Outcome(409, stored.get("body"), replayed=True)
+        return Outcome(409, self._unseal(existing.response_body or {}), replayed=True)
+
+    def _seal(self, body: Any) -> dict[str, Any]:
+        return {"sealed": self._box.encrypt(orjson.dumps(body).decode())}
+
+    def _unseal(self, stored: dict[str, Any]) -> Any:
+        if "sealed" not in stored:
+            # Stored in clear by earlier versions, until those keys expire.
+            return stored.get("body")
+        return orjson.loads(self._box.decrypt(stored["sealed"]))
 
     async def purge_expired(self, now: datetime) -> int:
         async with self._database.transaction() as session:

@@ -17,6 +17,7 @@ from coverline.kit.http import MAX_OFFSET, PartnerRouter
 from coverline.partners.deps import PartnerCall, partner_call
 from coverline.webhooks import service
 from coverline.webhooks.models import WebhookAttempt, WebhookDelivery, WebhookEndpoint
+from coverline.webhooks.network import check_name
 from coverline.webhooks.schemas import (
     DeliveryDetailOut,
     DeliveryListOut,
@@ -102,6 +103,13 @@ def _allow_private(call: PartnerCall) -> bool:
     return call.services.settings.webhooks_allow_private_networks
 
 
+async def _check_name(call: PartnerCall, url: object) -> None:
+    if url is not None:
+        await check_name(
+            str(url), allow_private=_allow_private(call), resolver=call.services.webhook_resolver
+        )
+
+
 @router.get("/webhooks/", response_model=EndpointListOut, summary="List webhook endpoints")
 async def list_endpoints(call: PartnerCall = Depends(partner_call)) -> Response:
     async def work(session: AsyncSession) -> dict[str, Any]:
@@ -118,6 +126,8 @@ async def list_endpoints(call: PartnerCall = Depends(partner_call)) -> Response:
     summary="Create a webhook endpoint",
 )
 async def create_endpoint(data: EndpointIn, call: PartnerCall = Depends(partner_call)) -> Response:
+    await _check_name(call, data.url)
+
     async def work(session: AsyncSession) -> tuple[int, Any]:
         endpoint = await service.create_endpoint(
             session, call.services.box, _scope(call), data, allow_private=_allow_private(call)
@@ -158,6 +168,8 @@ async def reveal_secret(endpoint_id: str, call: PartnerCall = Depends(partner_ca
 async def update_endpoint(
     endpoint_id: str, data: EndpointPatch, call: PartnerCall = Depends(partner_call)
 ) -> Response:
+    await _check_name(call, data.url)
+
     async def work(session: AsyncSession) -> tuple[int, Any]:
         endpoint = await service.update_endpoint(
             session, _scope(call), endpoint_id, data, allow_private=_allow_private(call)

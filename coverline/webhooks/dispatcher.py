@@ -35,6 +35,7 @@ from email.utils import parsedate_to_datetime
 from typing import Any, cast
 
 import aiohttp
+from aiohttp.resolver import DefaultResolver
 from sqlalchemy import Table, and_, bindparam, exists, func, insert, select, update
 from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
@@ -50,7 +51,12 @@ from coverline.observability import metrics
 from coverline.partners.crypto import SecretBox
 from coverline.webhooks import formats, signing
 from coverline.webhooks.models import WebhookAttempt, WebhookDelivery, WebhookEndpoint
-from coverline.webhooks.network import ForbiddenAddress, GuardedResolver, refuse_literal
+from coverline.webhooks.network import (
+    ForbiddenAddress,
+    GuardedResolver,
+    ResolverFactory,
+    refuse_literal,
+)
 from coverline.webhooks.service import WAKE_CHANNEL, partner_api_secret
 
 log = logging.getLogger("coverline.webhooks")
@@ -297,11 +303,13 @@ class Dispatcher:
         clock: Clock,
         settings: DispatchSettings,
         worker_id: str | None = None,
+        resolver: ResolverFactory = DefaultResolver,
     ) -> None:
         self._database = database
         self._box = box
         self._clock = clock
         self._settings = settings
+        self._resolver = resolver
         self.worker_id = worker_id or f"{socket.gethostname()}:{os.getpid()}:{ids.event_id()[4:12]}"
         self._http: aiohttp.ClientSession | None = None
         self._secrets: dict[str, str] = {}
@@ -330,7 +338,7 @@ class Dispatcher:
     async def __aenter__(self) -> Dispatcher:
         connector = aiohttp.TCPConnector(
             limit=self._settings.max_in_flight,
-            resolver=GuardedResolver(self._settings.allow_private_networks),
+            resolver=GuardedResolver(self._settings.allow_private_networks, self._resolver()),
             ttl_dns_cache=30,
         )
         self._http = aiohttp.ClientSession(

@@ -9,11 +9,10 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from coverline.bookings.models import BookingUpdate, Cancellation, Instalment
 from coverline.events.models import Event
 from coverline.kit.dates import server_time
 from coverline.runtime import Services
-from tests.conftest import PartnerFixture, partner_state
+from tests.conftest import PartnerFixture
 from tests.fixtures.payloads import policyholder, rfc3339
 
 # A fixed instant (a Thursday, in winter) the tests' clock starts from.
@@ -114,27 +113,6 @@ async def get_booking(partner: PartnerFixture, booking_id: str) -> dict[str, Any
     response = await partner.sandbox.call("GET", f"bookings/{booking_id}/")
     assert response.status_code == 200, response.text
     return dict(response.json())
-
-
-def _rows(objects: Any) -> list[dict[str, Any]]:
-    return [{c.key: getattr(o, c.key) for c in o.__table__.columns} for o in objects]
-
-
-async def lifecycle_state(services: Services, partner_id: int) -> dict[str, Any]:
-    """`partner_state` with the booking updates, cancellations and instalments."""
-    state = await partner_state(services, partner_id)
-    package_ids = [row["id"] for row in state["packages"]]
-    async with services.database.reading() as session:
-        for name, model in (
-            ("booking_updates", BookingUpdate),
-            ("cancellations", Cancellation),
-            ("instalments", Instalment),
-        ):
-            rows = await session.scalars(
-                select(model).where(model.package_id.in_(package_ids)).order_by(model.id)
-            )
-            state[name] = _rows(rows)
-    return state
 
 
 async def events_of(services: Services, partner_id: int, kind: str) -> list[Event]:

@@ -20,12 +20,11 @@ from tests.bookings.lifecycle_helpers import (
     gadget,
     get_booking,
     instant,
-    lifecycle_state,
     quote,
     ticket,
     travel,
 )
-from tests.conftest import PartnerFixture
+from tests.conftest import PartnerFixture, partner_state
 from tests.fixtures.payloads import policyholder
 
 CANCELLATION_ID = re.compile(r"^[A-Za-z0-9]{5}-[A-Za-z0-9]{5}-[A-Za-z0-9]{5}-CCL$")
@@ -175,7 +174,7 @@ async def test_preview_then_confirm(
     services: Services, partner: PartnerFixture, clock: MovableClock
 ) -> None:
     booking = await booked_ticket(partner, clock)
-    before = await lifecycle_state(services, partner.id)
+    before = await partner_state(services, partner.id)
     clock.advance(timedelta(hours=1))
     previewed_at = clock.text()
 
@@ -201,7 +200,7 @@ async def test_preview_then_confirm(
     assert line["policy_coolingoff_date"] == "2030-01-24T12:00:00.000000Z"
     # Nothing changed but the stored preview.
     assert await get_booking(partner, booking["id"]) == booking
-    after = await lifecycle_state(services, partner.id)
+    after = await partner_state(services, partner.id)
     assert {k: v for k, v in after.items() if k != "cancellations"} == {
         k: v for k, v in before.items() if k != "cancellations"
     }
@@ -355,7 +354,7 @@ async def test_refused_cancellations_change_nothing(
     _, expired = await cancel(partner, booking["id"], {"preview": True})
     _, others = await cancel(partner, other["id"], {"preview": True})
     _, foreigns = await cancel(other_partner, foreign["id"], {"preview": True})
-    state = await lifecycle_state(services, partner.id)
+    state = await partner_state(services, partner.id)
 
     refused = [
         (await cancel(partner, booking["id"], {"quotes": [{"id": "nope"}]}), 422),
@@ -386,7 +385,7 @@ async def test_refused_cancellations_change_nothing(
         f"{booking['id']}.",
         "errors": {},
     }
-    assert await lifecycle_state(services, partner.id) == state
+    assert await partner_state(services, partner.id) == state
 
     clock.advance(timedelta(hours=24))
     status, body = await confirm(partner, booking["id"], expired["cancellation_id"])
@@ -395,10 +394,10 @@ async def test_refused_cancellations_change_nothing(
         f"Cancellation {expired['cancellation_id']} expired at {clock.text()}; "
         "preview the cancellation again.",
     )
-    assert await lifecycle_state(services, partner.id) == state
+    assert await partner_state(services, partner.id) == state
 
     assert (await cancel(partner, booking["id"], {}))[0] == 200
-    cancelled = await lifecycle_state(services, partner.id)
+    cancelled = await partner_state(services, partner.id)
     status, body = await cancel(partner, booking["id"], {})
     assert (status, body["message"]) == (409, f"Booking {booking['id']} is cancelled already.")
     status, body = await cancel(partner, booking["id"], {"preview": True})
@@ -408,7 +407,7 @@ async def test_refused_cancellations_change_nothing(
     clock.advance(timedelta(hours=-1))
     status, body = await confirm(partner, booking["id"], stale["cancellation_id"])
     assert (status, body["message"]) == (409, f"Booking {booking['id']} is cancelled already.")
-    assert await lifecycle_state(services, partner.id) == cancelled
+    assert await partner_state(services, partner.id) == cancelled
 
 
 async def test_a_confirmed_preview_cannot_be_confirmed_again_nor_a_changed_booking(
@@ -428,7 +427,7 @@ async def test_a_confirmed_preview_cannot_be_confirmed_again_nor_a_changed_booki
     _, whole = await cancel(partner, package["id"], {"preview": True})
     _, part = await cancel(partner, package["id"], {"preview": True, "quotes": [{"id": first}]})
     assert (await confirm(partner, package["id"], part["cancellation_id"]))[0] == 200
-    state = await lifecycle_state(services, partner.id)
+    state = await partner_state(services, partner.id)
 
     status, body = await confirm(partner, package["id"], part["cancellation_id"])
     assert (status, body["message"]) == (
@@ -443,7 +442,7 @@ async def test_a_confirmed_preview_cannot_be_confirmed_again_nor_a_changed_booki
     )
     status, body = await cancel(partner, package["id"], {"quotes": [{"id": first}]})
     assert (status, body["message"]) == (409, f"Quote {first} is cancelled already.")
-    assert await lifecycle_state(services, partner.id) == state
+    assert await partner_state(services, partner.id) == state
 
 
 async def test_what_cannot_be_cancelled(
@@ -463,7 +462,7 @@ async def test_what_cannot_be_cancelled(
     )
     assert pending.status_code == 200
     clock.advance(timedelta(days=2))
-    state = await lifecycle_state(services, partner.id)
+    state = await partner_state(services, partner.id)
 
     status, body = await cancel(partner, ended["id"], {})
     assert (status, body["message"]) == (
@@ -484,4 +483,4 @@ async def test_what_cannot_be_cancelled(
     )
     status, body = await cancel(partner, package["id"] + "X", {})
     assert status == 404
-    assert await lifecycle_state(services, partner.id) == state
+    assert await partner_state(services, partner.id) == state

@@ -15,12 +15,11 @@ from tests.bookings.lifecycle_helpers import (
     MovableClock,
     freeze,
     instant,
-    lifecycle_state,
     quote,
     ticket,
     travel,
 )
-from tests.conftest import PartnerFixture
+from tests.conftest import PartnerFixture, partner_state
 from tests.fixtures.payloads import policyholder
 
 PLAN = "1year-monthly"
@@ -170,9 +169,9 @@ async def test_the_recorded_instalment_workflow(
 
     # The recorded report: the first instalment, paid at booking already.
     recorded = payment(quote_id, 1, payment_attempted_date="2030-01-10T19:00:00Z")
-    state = await lifecycle_state(services, partner.id)
+    state = await partner_state(services, partner.id)
     assert await report(partner, booking["id"], recorded) == (204, None)
-    assert await lifecycle_state(services, partner.id) == state
+    assert await partner_state(services, partner.id) == state
 
     assert await report(partner, booking["id"], payment(quote_id, 2)) == (204, None)
     after = (await schedule_of(partner, booking["id"]))["quotes"][0]
@@ -263,10 +262,10 @@ async def test_cancelling_refunds_what_was_paid_and_stops_the_schedule(
     schedule = (await schedule_of(partner, booking["id"]))["quotes"][0]
     assert [e["status"] for e in schedule["payment_schedule"]] == ["PAID"] * 2 + ["CANCELLED"] * 10
     assert (schedule["next_payment"], schedule["total_amount_due"]) == (None, 0.0)
-    state = await lifecycle_state(services, partner.id)
+    state = await partner_state(services, partner.id)
     status, body = await report(partner, booking["id"], payment(quote_id, 3))
     assert (status, body["message"]) == (409, f"Booking {booking['id']} is cancelled.")
-    assert await lifecycle_state(services, partner.id) == state
+    assert await partner_state(services, partner.id) == state
 
 
 async def test_after_the_cooling_off_period_the_used_cover_is_kept_from_what_was_paid(
@@ -292,7 +291,7 @@ async def test_plans_the_product_does_not_offer_are_refused(
     start = clock.at + timedelta(days=1)
     trip = await quote(partner, travel(start, start + timedelta(days=3)))
     tickets = await quote(partner, ticket(start, start + timedelta(days=3)))
-    state = await lifecycle_state(services, partner.id)
+    state = await partner_state(services, partner.id)
 
     status, body = await book_with_plan(partner, trip)
     assert status == 422
@@ -310,7 +309,7 @@ async def test_plans_the_product_does_not_offer_are_refused(
             "not '1year-quarterly'."
         ]
     }
-    assert await lifecycle_state(services, partner.id) == state
+    assert await partner_state(services, partner.id) == state
 
 
 async def test_wrong_payment_reports_change_nothing(
@@ -321,7 +320,7 @@ async def test_wrong_payment_reports_change_nothing(
     quote_id = package["quotes"]["0"]["id"]
     _, booking = await book_with_plan(partner, package)
     plain = await instant(partner, ticket(start, start + timedelta(days=3)))
-    state = await lifecycle_state(services, partner.id)
+    state = await partner_state(services, partner.id)
 
     invalid = [
         (
@@ -384,7 +383,7 @@ async def test_wrong_payment_reports_change_nothing(
     assert status == 422
     status, body = await report(other_partner, booking["id"], payment(quote_id, 2))
     assert status == 404
-    assert await lifecycle_state(services, partner.id) == state
+    assert await partner_state(services, partner.id) == state
 
     assert await schedule_of(partner, plain["id"]) == {"quotes": [], "currency": "GBP"}
     response = await other_partner.sandbox.call("GET", f"bookings/{booking['id']}/instalments/")

@@ -18,12 +18,11 @@ from tests.bookings.lifecycle_helpers import (
     gadget,
     get_booking,
     instant,
-    lifecycle_state,
     quote,
     ticket,
     travel,
 )
-from tests.conftest import PartnerFixture
+from tests.conftest import PartnerFixture, partner_state
 from tests.fixtures.payloads import policyholder
 
 UPDATE_ID = re.compile(r"^[A-Za-z0-9]{5}-[A-Za-z0-9]{5}-[A-Za-z0-9]{5}-UPD$")
@@ -95,7 +94,7 @@ async def test_quote_then_confirm_the_recorded_ticket_price_change(
 ) -> None:
     booking = await booked_ticket(partner, clock)
     quote_id = booking["quotes"][0]["id"]
-    before = await lifecycle_state(services, partner.id)
+    before = await partner_state(services, partner.id)
     clock.advance(timedelta(minutes=5))
 
     status, priced = await quote_update(
@@ -128,9 +127,9 @@ async def test_quote_then_confirm_the_recorded_ticket_price_change(
     assert list(shown)[-2:] == ["price_diff", "price_diff_formatted"]
     # Nothing is applied: the booking, its quotes and events are as they were.
     assert await get_booking(partner, booking["id"]) == booking
-    after_quote = await lifecycle_state(services, partner.id)
+    after_quote = await partner_state(services, partner.id)
     assert after_quote["quotes"] == before["quotes"]
-    assert after_quote["packages"] == before["packages"]
+    assert after_quote["quote_packages"] == before["quote_packages"]
     assert after_quote["events"] == before["events"]
     assert [row["id"] for row in after_quote["booking_updates"]] == [priced["update_id"]]
 
@@ -247,7 +246,7 @@ async def test_expired_repeated_stale_and_foreign_updates_change_nothing(
         partner, other_booking["id"], change(other_booking, number_of_tickets=3)
     )
 
-    state = await lifecycle_state(services, partner.id)
+    state = await partner_state(services, partner.id)
     for update_id, booking_id in [
         (foreign["update_id"], booking["id"]),  # another partner's update
         (late["update_id"], booking["id"]),  # an update of another booking
@@ -263,7 +262,7 @@ async def test_expired_repeated_stale_and_foreign_updates_change_nothing(
     status, body = await confirm(partner, foreign_booking["id"], foreign["update_id"])
     assert status == 404
     assert body["message"] == f"Booking {foreign_booking['id']} not found."
-    assert await lifecycle_state(services, partner.id) == state
+    assert await partner_state(services, partner.id) == state
 
     clock.advance(timedelta(hours=24))  # the second's deadline, exactly
     status, body = await confirm(partner, booking["id"], second["update_id"])
@@ -274,11 +273,11 @@ async def test_expired_repeated_stale_and_foreign_updates_change_nothing(
         "quote the change again.",
         "errors": {},
     }
-    assert await lifecycle_state(services, partner.id) == state
+    assert await partner_state(services, partner.id) == state
 
     clock.advance(timedelta(hours=-1))
     assert (await confirm(partner, booking["id"], first["update_id"]))[0] == 201
-    confirmed = await lifecycle_state(services, partner.id)
+    confirmed = await partner_state(services, partner.id)
     status, body = await confirm(partner, booking["id"], first["update_id"])
     assert status == 409
     assert body["message"] == f"Update {first['update_id']} was confirmed already."
@@ -288,7 +287,7 @@ async def test_expired_repeated_stale_and_foreign_updates_change_nothing(
         f"Booking {booking['id']} changed after update {second['update_id']} was quoted; "
         "quote the change again."
     )
-    assert await lifecycle_state(services, partner.id) == confirmed
+    assert await partner_state(services, partner.id) == confirmed
 
 
 async def test_confirm_refuses_a_body_with_fields(
@@ -296,11 +295,11 @@ async def test_confirm_refuses_a_body_with_fields(
 ) -> None:
     booking = await booked_ticket(partner, clock)
     _, priced = await quote_update(partner, booking["id"], change(booking, number_of_tickets=3))
-    state = await lifecycle_state(services, partner.id)
+    state = await partner_state(services, partner.id)
     status, body = await confirm(partner, booking["id"], priced["update_id"], {"force": True})
     assert status == 422
     assert body["errors"] == {"force": "Unexpected field"}
-    assert await lifecycle_state(services, partner.id) == state
+    assert await partner_state(services, partner.id) == state
 
 
 @pytest.mark.parametrize(
@@ -338,7 +337,7 @@ async def test_invalid_changes_are_refused_and_change_nothing(
     errors: dict[str, Any] | None,
 ) -> None:
     booking = await booked_ticket(partner, clock)
-    state = await lifecycle_state(services, partner.id)
+    state = await partner_state(services, partner.id)
     status, body = await quote_update(partner, booking["id"], change(booking, **update_fields))
     assert status == 422
     expected = (
@@ -351,7 +350,7 @@ async def test_invalid_changes_are_refused_and_change_nothing(
         "message": "An API error occurred.",
         "errors": {"quotes": {"0": expected}},
     }
-    assert await lifecycle_state(services, partner.id) == state
+    assert await partner_state(services, partner.id) == state
 
 
 async def test_unknown_or_repeated_quotes_and_empty_requests_are_refused(
@@ -359,7 +358,7 @@ async def test_unknown_or_repeated_quotes_and_empty_requests_are_refused(
 ) -> None:
     booking = await booked_ticket(partner, clock)
     quote_id = booking["quotes"][0]["id"]
-    state = await lifecycle_state(services, partner.id)
+    state = await partner_state(services, partner.id)
     cases = [
         (
             {"quotes": [{"id": "nope", "update_fields": {"number_of_tickets": 3}}]},
@@ -392,7 +391,7 @@ async def test_unknown_or_repeated_quotes_and_empty_requests_are_refused(
     for body, errors in cases:
         status, answer = await quote_update(partner, booking["id"], body)
         assert (status, answer["errors"]) == (422, errors), body
-    assert await lifecycle_state(services, partner.id) == state
+    assert await partner_state(services, partner.id) == state
 
 
 async def test_closed_bookings_and_quotes_cannot_be_changed(
@@ -416,7 +415,7 @@ async def test_closed_bookings_and_quotes_cannot_be_changed(
         },
     )
     assert pending.status_code == 200
-    state = await lifecycle_state(services, partner.id)
+    state = await partner_state(services, partner.id)
 
     status, answer = await quote_update(partner, booking["id"], body)
     assert (status, answer["message"]) == (409, f"Booking {booking['id']} is cancelled.")
@@ -437,7 +436,7 @@ async def test_closed_bookings_and_quotes_cannot_be_changed(
     )
     status, answer = await quote_update(other_partner, booking["id"], body)
     assert status == 404
-    assert await lifecycle_state(services, partner.id) == state
+    assert await partner_state(services, partner.id) == state
 
 
 async def test_a_quote_whose_cover_ended_cannot_be_changed(
@@ -446,7 +445,7 @@ async def test_a_quote_whose_cover_ended_cannot_be_changed(
     start = clock.at + timedelta(hours=1)
     booking = await instant(partner, ticket(start, start + timedelta(days=1)))
     clock.advance(timedelta(days=2))
-    state = await lifecycle_state(services, partner.id)
+    state = await partner_state(services, partner.id)
     status, answer = await quote_update(
         partner, booking["id"], change(booking, number_of_tickets=3)
     )
@@ -455,7 +454,7 @@ async def test_a_quote_whose_cover_ended_cannot_be_changed(
         409,
         f"The cover of quote {quote_id} has ended; it cannot be changed.",
     )
-    assert await lifecycle_state(services, partner.id) == state
+    assert await partner_state(services, partner.id) == state
 
 
 async def test_the_start_of_cover_that_began_cannot_move(
@@ -464,7 +463,7 @@ async def test_the_start_of_cover_that_began_cannot_move(
     start = clock.at + timedelta(hours=1)
     booking = await instant(partner, ticket(start, start + timedelta(days=5)))
     clock.advance(timedelta(days=1))
-    state = await lifecycle_state(services, partner.id)
+    state = await partner_state(services, partner.id)
     later = (clock.at + timedelta(days=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
     status, answer = await quote_update(
         partner, booking["id"], change(booking, policy_start_date=later)
@@ -479,7 +478,7 @@ async def test_the_start_of_cover_that_began_cannot_move(
             }
         }
     }
-    assert await lifecycle_state(services, partner.id) == state
+    assert await partner_state(services, partner.id) == state
     # Other fields still change once the cover has started.
     status, priced = await quote_update(partner, booking["id"], change(booking, resale_ticket=True))
     assert status == 200

@@ -9,6 +9,7 @@ from typing import Any
 
 from sqlalchemy import select
 
+from coverline.kit.http import UNSTORABLE_TEXT
 from coverline.messaging.dispatcher import MessageDispatcher, Transports
 from coverline.runtime import Services
 from coverline.webhooks.dispatcher import disable_endpoint
@@ -629,12 +630,8 @@ async def test_message_list_refuses_offsets_and_nul_characters_it_cannot_query(
         "offset": ["Input should be less than or equal to 2147483647"]
     }
     nul = await partner.sandbox.call("GET", "messages/", params={"booking": "AB\x00C"})
-    assert nul.status_code == 422
-    assert nul.json() == {
-        "type": "validation_error",
-        "message": "An API error occurred.",
-        "errors": {"booking": ["Text must not contain NUL characters."]},
-    }
+    assert nul.status_code == 400
+    assert nul.json() == {"type": "invalid_request_error", "message": UNSTORABLE_TEXT, "errors": {}}
     found = await partner.sandbox.call("GET", "messages/", params={"offset": 2**31 - 1})
     assert found.status_code == 200
     assert found.json() == {"count": 0, "results": []}

@@ -5,7 +5,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-import time
 from urllib.parse import quote
 
 import httpx
@@ -167,47 +166,6 @@ async def test_postman_pre_request_script(http: httpx.AsyncClient, partner: Part
         ),
     }
     assert (await http.get(bookings_path(partner), headers=headers)).status_code == 200
-
-
-async def test_stale_or_missing_date(http: httpx.AsyncClient, partner: PartnerFixture) -> None:
-    cred = partner.sandbox.credential
-    path = bookings_path(partner)
-    stale = signed_headers(
-        cred.api_key, cred.api_secret, "GET", path, date=http_date(time.time() - 301)
-    )
-    assert error(await http.get(path, headers=stale)) == (
-        401,
-        "authentication_error",
-        "The Date header is more than 300 seconds from the server clock.",
-    )
-    future = signed_headers(
-        cred.api_key, cred.api_secret, "GET", path, date=http_date(time.time() + 301)
-    )
-    assert (await http.get(path, headers=future)).status_code == 401
-    within = signed_headers(
-        cred.api_key, cred.api_secret, "GET", path, date=http_date(time.time() - 250)
-    )
-    assert (await http.get(path, headers=within)).status_code == 200
-    no_date = signed_headers(cred.api_key, cred.api_secret, "GET", path)
-    del no_date["Date"]
-    assert error(await http.get(path, headers=no_date)) == (
-        401,
-        "authentication_error",
-        "The Date header is missing.",
-    )
-
-
-async def test_signature_must_cover_date(http: httpx.AsyncClient, partner: PartnerFixture) -> None:
-    cred = partner.sandbox.credential
-    path = bookings_path(partner)
-    headers = signed_headers(
-        cred.api_key, cred.api_secret, "GET", path, headers=("(request-target)",)
-    )
-    assert error(await http.get(path, headers=headers)) == (
-        401,
-        "authentication_error",
-        "The signature must cover the date header.",
-    )
 
 
 async def test_x_api_key_must_match_key_id(

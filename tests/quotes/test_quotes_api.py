@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from coverline.kit.http import UNSTORABLE_TEXT
 from coverline.runtime import Services
 from tests.conftest import PartnerFixture, partner_state
 from tests.fixtures.payloads import quote_request, ticket_item
@@ -260,7 +261,7 @@ async def test_integers_past_64_bits_are_read_as_javascript_numbers(
     assert fetched.json()["quotes"]["0"]["insured"] == [{"membership": 1e30, "age": 2**64 - 1}]
 
 
-async def test_nul_characters_are_refused_with_their_fields(
+async def test_nul_characters_are_refused_before_any_work(
     services: Services, partner: PartnerFixture
 ) -> None:
     before = await partner_state(services, partner.id)
@@ -268,20 +269,13 @@ async def test_nul_characters_are_refused_with_their_fields(
         ticket_item(event_name="The\x00O2", insured=[{"name\x00": "Ann"}]),
         partner_transaction_id="order\x001",
     )
+    refused = {"type": "invalid_request_error", "message": UNSTORABLE_TEXT, "errors": {}}
     response = await partner.sandbox.call("POST", "quotes/", body)
-    assert response.status_code == 422
-    assert response.json() == {
-        "type": "validation_error",
-        "message": "An API error occurred.",
-        "errors": {
-            "event_name": ["Text must not contain NUL characters."],
-            "insured": {"0": {"name": ["Text must not contain NUL characters."]}},
-            "partner_transaction_id": ["Text must not contain NUL characters."],
-        },
-    }
-    missing = await partner.sandbox.call("GET", "quotes/AB%00CD-EFGHI-INS/")
-    assert missing.status_code == 404
-    assert missing.json() == {"type": "not_found", "message": "Not found.", "errors": {}}
+    assert response.status_code == 400
+    assert response.json() == refused
+    in_path = await partner.sandbox.call("GET", "quotes/AB%00CD-EFGHI-INS/")
+    assert in_path.status_code == 400
+    assert in_path.json() == refused
     assert await partner_state(services, partner.id) == before
 
 

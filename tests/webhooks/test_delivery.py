@@ -98,20 +98,6 @@ async def test_a_timeout_counts_as_a_failure(
     assert detail["attempts_log"][1]["status_code"] == 200
 
 
-async def test_redirects_are_not_followed(
-    partner: PartnerFixture, receiver: Receiver, dispatcher: Dispatcher
-) -> None:
-    endpoint = await add_endpoint(partner.sandbox, receiver.url, retry_schedule=[])
-    receiver.answer(Answer(status=302, headers={"Location": "http://169.254.169.254/"}))
-    await instant(partner)
-    detail = await settle(partner, endpoint, "failed")
-    assert detail["attempts_log"][0]["status_code"] == 302
-    assert (
-        detail["attempts_log"][0]["error"] == "Redirect to 'http://169.254.169.254/' not followed."
-    )
-    assert len(receiver.received) == 1
-
-
 async def test_410_gone_disables_the_endpoint(
     partner: PartnerFixture, receiver: Receiver, dispatcher: Dispatcher
 ) -> None:

@@ -31,6 +31,7 @@ from coverline.kit.dates import server_time
 from coverline.kit.errors import CoverlineError, NotFound, ValidationFailed
 from coverline.webhooks import formats, service, signing
 from coverline.webhooks.models import WebhookEndpoint
+from coverline.webhooks.network import check_name
 from coverline.webhooks.schemas import EndpointIn, EndpointPatch
 
 router = APIRouter()
@@ -51,6 +52,13 @@ def _scope(p: PartnerPage) -> service.EndpointScope:
 
 def _allow_private(p: PartnerPage) -> bool:
     return p.services.settings.webhooks_allow_private_networks
+
+
+async def _check_name(p: PartnerPage, url: object) -> None:
+    if url is not None:
+        await check_name(
+            str(url), allow_private=_allow_private(p), resolver=p.services.webhook_resolver
+        )
 
 
 def _events_choice(form: Form, fmt: str) -> list[str] | None:
@@ -99,6 +107,7 @@ async def create_endpoint(p: PartnerPage = Depends(partner_page)) -> Response:
     }
     try:
         data = EndpointIn.model_validate(new)
+        await _check_name(p, data.url)
         async with p.services.database.transaction() as session:
             endpoint = await service.create_endpoint(
                 session, p.services.box, _scope(p), data, allow_private=_allow_private(p)
@@ -114,6 +123,7 @@ async def quick_save(endpoint_id: str, p: PartnerPage = Depends(partner_page)) -
     patch = {"enabled": p.form.get("enabled") == "on", "url": p.form.get("url").strip()}
     try:
         data = EndpointPatch.model_validate(patch)
+        await _check_name(p, data.url)
         async with p.services.database.transaction() as session:
             await service.update_endpoint(
                 session, _scope(p), endpoint_id, data, allow_private=_allow_private(p)
@@ -210,6 +220,7 @@ async def save_endpoint(
         data = EndpointPatch.model_validate(changes)
         if changes["events"] == []:
             raise ValidationFailed(errors={"events": ["Choose at least one event, or all events."]})
+        await _check_name(p, data.url)
         async with p.services.database.transaction() as session:
             await service.update_endpoint(
                 session, _scope(p), endpoint_id, data, allow_private=_allow_private(p)
