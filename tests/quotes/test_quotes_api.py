@@ -224,30 +224,40 @@ async def test_malformed_json_is_400_and_changes_nothing(
     assert await partner_state(services, partner.id) == before
 
 
+NOT_JSON = "The request body is not valid JSON."
+
+
 @pytest.mark.parametrize(
-    "content",
+    ("content", "message"),
     [
-        b'{"request": [], "currency": NaN}',
-        b'{"request": [], "currency": "GBP", "customer_region": Infinity}',
-        b'{"request": [{"policy_type": "event_ticket_protection", "tickets": [{"price": 1e999}]}]}',
-        b'{"request": [], "currency": "GBP", "partner_transaction_id": "\\ud800"}',
-        b'{"request": [{"policy_type": "event_ticket_protection", "event_name": "\\udfffx"}]}',
+        (b'{"request": [], "currency": NaN}', NOT_JSON),
+        (b'{"request": [], "currency": "GBP", "customer_region": Infinity}', NOT_JSON),
+        (
+            b'{"request": [{"policy_type": "event_ticket_protection", '
+            b'"tickets": [{"price": 1e999}]}]}',
+            NOT_JSON,
+        ),
+        # No database stores a lone surrogate: refused before the body is parsed.
+        (
+            b'{"request": [], "currency": "GBP", "partner_transaction_id": "\\ud800"}',
+            UNSTORABLE_TEXT,
+        ),
+        (
+            b'{"request": [{"policy_type": "event_ticket_protection", "event_name": "\\udfffx"}]}',
+            UNSTORABLE_TEXT,
+        ),
     ],
     ids=["nan", "infinity", "overflow", "lone-high-surrogate", "lone-low-surrogate"],
 )
 async def test_json_that_javascript_cannot_parse_is_400(
-    services: Services, partner: PartnerFixture, content: bytes
+    services: Services, partner: PartnerFixture, content: bytes, message: str
 ) -> None:
     before = await partner_state(services, partner.id)
     response = await partner.sandbox.call(
         "POST", "quotes/", content=content, headers={"Content-Type": "application/json"}
     )
     assert response.status_code == 400
-    assert response.json() == {
-        "type": "invalid_request_error",
-        "message": "The request body is not valid JSON.",
-        "errors": {},
-    }
+    assert response.json() == {"type": "invalid_request_error", "message": message, "errors": {}}
     assert await partner_state(services, partner.id) == before
 
 

@@ -186,6 +186,7 @@ SHARED_ROUTES = {
     ("GET", "/api/docs"): "the API's documentation page",
     ("GET", "/healthz"): "the process answers",
     ("GET", "/readyz"): "the database answers",
+    ("GET", "/metrics"): "counts by route template and backlog sizes, never a tenant's data",
     ("GET", "/api/auxiliary/countries"): "reference data, the same for every partner",
     ("GET", "/api/auxiliary/countries/{code}"): "reference data",
     ("GET", "/api/auxiliary/countries/{code}/regions"): "reference data",

@@ -408,12 +408,10 @@ async def test_no_secret_is_stored_in_clear(processes: Processes, traffic: Traff
 async def test_no_secret_is_in_the_logs(processes: Processes, traffic: Traffic) -> None:
     logged = processes.output()
     worker = processes.worker_stderr.read_text(errors="replace")
-    # Debug output of both processes was captured: the API's access log, the worker's debug
-    # lines and, on SQLite, its driver's log of every statement with its parameters.
+    # The output of both processes was captured at debug level: the API's access log and the
+    # worker's lines (the drivers' statement logs stay capped, tests/observability/test_logs.py).
     assert f"POST /api/partners/{traffic.code}/instant_booking/" in logged
-    assert "DEBUG:" in worker
-    if backend() == "sqlite":
-        assert "INSERT INTO webhook_attempts" in worker
+    assert '"level":"info"' in worker
     assert found_in(logged.encode(), traffic) == []
 
 

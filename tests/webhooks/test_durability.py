@@ -129,6 +129,9 @@ class World:
             COVERLINE_WEBHOOK_LEASE_SECONDS=str(LEASE_SECONDS),
             # Small claims: neither worker can take the whole backlog before the other starts.
             COVERLINE_WEBHOOK_BATCH_SIZE=str(BATCH_SIZE),
+            # Both workers look for due work as often when idle as when busy: the deliveries
+            # are made due by an UPDATE, which wakes nobody.
+            COVERLINE_WEBHOOK_IDLE_POLL_SECONDS="0.02",
             COVERLINE_LOG_LEVEL="warning",
             PYTHONUNBUFFERED="1",
         )
