@@ -16,7 +16,7 @@ import asyncio
 import contextlib
 import logging
 from collections import defaultdict
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -37,6 +37,15 @@ registry.register("sqlite.coverline", "coverline.db.sqlite", "SQLiteDialectInlin
 
 Subscriber = Callable[[set[str]], None]
 WAKE_INFO = "wake"
+BEFORE_COMMIT_INFO = "before_commit"
+BeforeCommit = Callable[[AsyncSession], Awaitable[None]]
+
+
+def before_commit(session: AsyncSession, work: BeforeCommit) -> None:
+    """Run `work` in the transaction, just before it commits (once, however often asked)."""
+    hooks: list[BeforeCommit] = session.info.setdefault(BEFORE_COMMIT_INFO, [])
+    if work not in hooks:
+        hooks.append(work)
 
 
 def _json_serializer(value: Any) -> str:
@@ -131,6 +140,8 @@ class Database:
         async with lock, self._writer() as session:
             async with session.begin():
                 yield session
+                for work in session.info.get(BEFORE_COMMIT_INFO, ()):
+                    await work(session)
                 wakes: dict[str, set[str]] = session.info.get(WAKE_INFO, {})
                 if wakes and not self.is_sqlite:
                     await self._notify(session, wakes)
