@@ -81,6 +81,8 @@ async def record(
 
 async def write_outbox(session: AsyncSession) -> None:
     """Write the transaction's events, then their deliveries and messages."""
+    # The change itself first: fan-outs then find its rows in the session, not in a query.
+    await session.flush()
     while pending := session.info.pop(OUTBOX, None):
         connection = await session.connection()
         rows = [{column.key: getattr(item, column.key) for column in COLUMNS} for item in pending]

@@ -15,9 +15,9 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import and_, delete, func, or_, select, update
+from sqlalchemy import Table, and_, delete, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -551,10 +551,18 @@ def _dialect_insert(session: AsyncSession, model: Any) -> Any:
     return module.insert(model)
 
 
-def _insert(session: AsyncSession, rows: list[dict[str, Any]]) -> Any:
-    """INSERT … ON CONFLICT (dedup_key) DO NOTHING: a repeat never fails the transaction."""
-    statement = _dialect_insert(session, Message).values(rows)
-    return statement.on_conflict_do_nothing(index_elements=["dedup_key"])
+MESSAGES = cast(Table, Message.__table__)
+# INSERT … ON CONFLICT (dedup_key) DO NOTHING: a repeat never fails the transaction.
+_INSERTS = {
+    name: module.insert(MESSAGES).on_conflict_do_nothing(index_elements=["dedup_key"])
+    for name, module in (("postgresql", postgresql), ("sqlite", sqlite))
+}
+
+
+async def _insert(session: AsyncSession, rows: list[dict[str, Any]]) -> None:
+    """Many messages, one statement compiled once."""
+    connection = await session.connection()
+    await connection.execute(_INSERTS[connection.dialect.name], rows)
 
 
 def _upsert(
@@ -655,7 +663,7 @@ async def _create(
         )
     if not rows:
         return []
-    await session.execute(_insert(session, rows))
+    await _insert(session, rows)
     return [row["public_id"] for row in rows]
 
 
@@ -802,7 +810,7 @@ async def _operator_notice(session: AsyncSession, event: Event) -> None:
         reply_to=None,
         dedup_key=f"endpoint:{event.resource_id}:endpoint_disabled:{event.public_id}:email",
     )
-    await session.execute(_insert(session, [row]))
+    await _insert(session, [row])
 
 
 # ---------------------------------------------------------------------------- resend

@@ -15,10 +15,10 @@ import hashlib
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 import orjson
-from sqlalchemy import delete, select, update
+from sqlalchemy import Table, bindparam, delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -30,6 +30,28 @@ from coverline.partners.crypto import SecretBox
 from coverline.partners.models import IdempotencyKey
 
 Work = Callable[[AsyncSession], Awaitable[tuple[int, Any]]]
+
+KEYS = cast(Table, IdempotencyKey.__table__)
+FIND = select(
+    KEYS.c.id,
+    KEYS.c.state,
+    KEYS.c.request_digest,
+    KEYS.c.locked_at,
+    KEYS.c.expires_at,
+    KEYS.c.response_body,
+).where(
+    KEYS.c.partner_id == bindparam("partner_id"),
+    KEYS.c.mode == bindparam("mode"),
+    KEYS.c.key == bindparam("key"),
+)
+RESERVE = insert(KEYS).returning(KEYS.c.id)
+TAKE_OVER = delete(KEYS).where(KEYS.c.id == bindparam("reservation"))
+RELEASE = TAKE_OVER
+DONE = (
+    update(KEYS)
+    .where(KEYS.c.id == bindparam("reservation"))
+    .values(state="done", response_status=bindparam("status"), response_body=bindparam("body"))
+)
 
 
 @dataclass(frozen=True)
@@ -76,16 +98,14 @@ class Idempotency:
         try:
             async with self._database.transaction() as session:
                 status, body = await work(session)
-                await session.execute(
-                    update(IdempotencyKey)
-                    .where(IdempotencyKey.id == reservation)
-                    .values(state="done", response_status=status, response_body=self._seal(body))
+                connection = await session.connection()
+                await connection.execute(
+                    DONE, {"reservation": reservation, "status": status, "body": self._seal(body)}
                 )
         except BaseException:
             async with self._database.transaction() as session:
-                await session.execute(
-                    delete(IdempotencyKey).where(IdempotencyKey.id == reservation)
-                )
+                connection = await session.connection()
+                await connection.execute(RELEASE, {"reservation": reservation})
             raise
         return Outcome(status, body)
 
@@ -95,38 +115,33 @@ class Idempotency:
         for _attempt in range(3):
             try:
                 async with self._database.transaction() as session:
-                    existing = await session.scalar(
-                        select(IdempotencyKey).where(
-                            IdempotencyKey.partner_id == principal.partner_id,
-                            IdempotencyKey.mode == principal.mode,
-                            IdempotencyKey.key == key,
-                        )
-                    )
+                    connection = await session.connection()
+                    found = {"partner_id": principal.partner_id, "mode": principal.mode}
+                    existing = (await connection.execute(FIND, {**found, "key": key})).first()
                     if existing is not None:
                         decided = self._decide(existing, digest, now)
                         if decided is not None:
                             return decided
                         # Expired, or abandoned by a crashed request: take it over.
-                        await session.delete(existing)
-                        await session.flush()
-                    row = IdempotencyKey(
-                        partner_id=principal.partner_id,
-                        mode=principal.mode,
-                        key=key,
-                        request_digest=digest,
-                        state="in_flight",
-                        locked_at=now,
-                        created_at=now,
-                        expires_at=now + self._ttl,
+                        await connection.execute(TAKE_OVER, {"reservation": existing.id})
+                    reserved = await connection.execute(
+                        RESERVE,
+                        {
+                            **found,
+                            "key": key,
+                            "request_digest": digest,
+                            "state": "in_flight",
+                            "locked_at": now,
+                            "created_at": now,
+                            "expires_at": now + self._ttl,
+                        },
                     )
-                    session.add(row)
-                    await session.flush()
-                    return row.id
+                    return int(reserved.scalar_one())
             except IntegrityError:
                 continue
         raise Locked()
 
-    def _decide(self, existing: IdempotencyKey, digest: str, now: datetime) -> Outcome | None:
+    def _decide(self, existing: Any, digest: str, now: datetime) -> Outcome | None:
         if existing.expires_at <= now:
             return None
         if existing.state == "in_flight" and existing.locked_at + self._lock <= now:
