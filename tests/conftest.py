@@ -22,7 +22,7 @@ from coverline.partners.models import IdempotencyKey
 from coverline.partners.service import create_partner
 from coverline.quotes.models import Policyholder, Quote, QuotePackage
 from coverline.runtime import Services
-from tests.fixtures.database import fresh_database
+from tests.fixtures.database import backend, fresh_database
 from tests.fixtures.signing import signed_headers
 
 pytest_plugins = ["tests.fixtures.webhooks"]
@@ -205,3 +205,14 @@ async def partner_state(services: Services, partner_id: int) -> dict[str, Any]:
         "events": rows(events),
         "idempotency_keys": rows(keys),
     }
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Tests marked `postgresql` deploy on PostgreSQL whatever the backend: they belong to
+    the PostgreSQL pass alone, so that a run on both backends does not repeat them."""
+    if backend() == "postgresql":
+        return
+    deselected = [item for item in items if item.get_closest_marker("postgresql")]
+    if deselected:
+        config.hook.pytest_deselected(items=deselected)
+        items[:] = [item for item in items if not item.get_closest_marker("postgresql")]

@@ -14,12 +14,32 @@ from typing import Any
 
 from sqlalchemy import event
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError, InterfaceError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
     async_sessionmaker,
     create_async_engine,
 )
+
+# SQLSTATEs of a server that is not there to answer: connection exceptions (class 08),
+# administrator or crash shutdown, and "cannot connect now" (starting up, shutting down).
+UNREACHABLE_SQLSTATES = ("08", "57P01", "57P02", "57P03")
+
+
+def database_unreachable(exc: BaseException) -> bool:
+    """Whether `exc` says that the database could not be reached (refused, reset, restarting,
+    no free connection in the pool), rather than that a statement was wrong: the first is
+    worth a retry a moment later, the second is a bug."""
+    if isinstance(exc, OSError | PoolTimeout | InterfaceError):
+        return True
+    if not isinstance(exc, DBAPIError):
+        return False
+    if exc.connection_invalidated:
+        return True
+    sqlstate = getattr(exc.orig, "sqlstate", None)
+    return isinstance(sqlstate, str) and sqlstate.startswith(UNREACHABLE_SQLSTATES)
 
 
 def normalise_url(url: str) -> str:
