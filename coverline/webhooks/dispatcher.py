@@ -14,12 +14,14 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import random
 import socket
 import time
 from collections import defaultdict
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from email.utils import parsedate_to_datetime
@@ -30,7 +32,7 @@ from sqlalchemy import Table, and_, bindparam, exists, func, insert, select, upd
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
-from coverline.db.engine import Database
+from coverline.db.engine import Database, database_unreachable
 from coverline.events.models import Event
 from coverline.events.service import EventType, record
 from coverline.kit import ids
@@ -481,7 +483,7 @@ class Dispatcher:
                     {**base, "b_failures": failures, "b_next": now + timedelta(seconds=delay)}
                 )
         table = cast(Table, WebhookDelivery.__table__)
-        async with self._database.transaction() as session:
+        async with self._kept_if_unreachable(results), self._database.transaction() as session:
             # Core executemany on the connection: many rows, one statement each.
             connection = await session.connection()
             await connection.execute(insert(cast(Table, WebhookAttempt.__table__)), attempts)
@@ -513,6 +515,18 @@ class Dispatcher:
                     retries,
                 )
             await self._record_health(session, health, first_failure, gone, now)
+
+    @contextlib.asynccontextmanager
+    async def _kept_if_unreachable(self, results: list[Result]) -> AsyncIterator[None]:
+        """Results that could not be written because the database was out of reach (a
+        restart, a failover) wait for the next flush: dropped, their deliveries would be
+        sent again once their leases ran out, though they had been sent."""
+        try:
+            yield
+        except Exception as exc:
+            if database_unreachable(exc):
+                self._state.results[:0] = results
+            raise
 
     async def _record_health(
         self,
