@@ -325,7 +325,7 @@ async def test_a_hanging_receiver_beside_a_healthy_one(chaos: Chaos) -> None:
 
 async def test_api_overload_answers_429_and_loses_no_write(chaos: Chaos) -> None:
     running = chaos.deployment
-    partner = await running.partner(rate_limit="20/second")
+    partner = await running.partner(rate_limit="5/second")
     receiver = running.receiver()
     await receiver.ready()
     await partner.endpoint(chaos.apis[0], receiver.url, retry_schedule=[0.5, 1])
@@ -350,7 +350,7 @@ async def test_api_overload_answers_429_and_loses_no_write(chaos: Chaos) -> None
 
     tally = record(
         Tally.count(
-            "API overload: 32 clients without pause against a limit of 20/s",
+            "API overload: 32 clients without pause against a limit of 5/s",
             await running.deliveries(partner),
             [receiver],
             note=f"{statuses[200]} answered 200, {statuses[429]} answered 429, nothing else",
