@@ -34,6 +34,7 @@ pytestmark = [pytest.mark.chaos, pytest.mark.slow]
 
 HANG_TIMEOUT = 4.0  # the hanging endpoint's timeout; below LEASE_SECONDS
 assert HANG_TIMEOUT < LEASE_SECONDS
+OUTAGE_SECONDS = 5.0  # how long the receiver stays down
 # A send that ended this long before the database went away may not have been recorded yet.
 RECORDING_MARGIN = 2.0
 
@@ -120,8 +121,8 @@ async def test_kill_9_of_a_worker_mid_batch(chaos: Chaos) -> None:
             await running.deliveries(partner),
             [receiver],
             note=(
-                f"the killed worker held {len(orphaned)} deliveries, {len(in_flight)} of them "
-                "already at the receiver: those are sent again once its lease runs out"
+                f"deliveries held by the killed worker: {len(orphaned)}, of which "
+                f"{len(in_flight)} had reached the receiver; sent again once its lease ran out"
             ),
             detail={"held_by_killed_worker": len(orphaned), "in_flight_at_kill": len(in_flight)},
         )
@@ -143,7 +144,7 @@ async def test_receiver_down_for_a_while_then_back(chaos: Chaos) -> None:
     partner = await running.partner()
     receiver = running.receiver()
     await receiver.ready()
-    # Retries for about 18 s in all: longer than the outage.
+    # Retries for about 18 s in all: far longer than the outage.
     schedule = [0.5, 1, 2, 3, 3, 3, 3, 3]
     await partner.endpoint(chaos.apis[0], receiver.url, retry_schedule=schedule)
 
@@ -151,14 +152,17 @@ async def test_receiver_down_for_a_while_then_back(chaos: Chaos) -> None:
     await running.wait_delivered(partner, [receiver], expected=40)
     assert await receiver.terminate() == 0
     down_at = time.monotonic()
-    during = await book_many(partner, chaos.apis, 80, concurrency=8)
-    await asyncio.sleep(2.0)
+    # Bookings go on while it is down and after it is back; the outage lasts a fixed time,
+    # well within the retry schedule, however fast the bookings go.
+    booking = asyncio.create_task(book_many(partner, chaos.apis, 80, concurrency=4))
+    await asyncio.sleep(OUTAGE_SECONDS)
     failed_meanwhile = [
         row for row in await running.deliveries(partner) if row.status == "pending" and row.attempts
     ]
     receiver.spawn()
     await receiver.ready()
     outage = time.monotonic() - down_at
+    during = await booking
     await running.wait_delivered(partner, [receiver], expected=120)
 
     tally = record(
