@@ -93,8 +93,14 @@ class ApiRun:
             f"  {self.processes} API process(es): {self.load.throughput:6.0f} req/s, p50 "
             f"{self.load.p50_ms:.0f} ms, p99 {self.load.p99_ms:.0f} ms (answers {statuses}"
             f"{errors})\n    CPU cores busy: servers {self.server_cores:.2f}, load generator "
-            f"{self.load.client_cpu:.2f}, other {self.other_cores:.2f}"
+            f"{self.load.client_cpu:.2f}, other {self.other_cores:.2f}; server CPU per "
+            f"request {self.cpu_ms_per_request:.1f} ms"
         )
+
+    @property
+    def cpu_ms_per_request(self) -> float:
+        """Less disturbed by other work on the machine than the requests per second."""
+        return 1000 * self.server_cores / self.load.throughput if self.load.throughput else 0.0
 
 
 async def _database(name: str, create: bool) -> None:
