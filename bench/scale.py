@@ -18,8 +18,9 @@ dropped afterwards:
    while the workers start, then made due at once; deliveries/s with one worker process,
    then with two on the same deliveries (reset in between).
 
-The CPU of the server processes (all of uvicorn's), of the load generator and of the rest
-of the machine (`other`, other people's work on a shared machine) is printed for every phase:
+The CPU of the server processes (each of uvicorn's), of the load generator, of PostgreSQL and
+Redis (the machine's servers: other people's queries included) and of the rest of the machine
+(`other`, other people's work on a shared machine) is printed for every API phase:
 on 2 cores, a second process only helps when a core is free. The script reports; it exits 0
 whatever the numbers.
 """
@@ -42,6 +43,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from _common import (
+    CLOCK_TICKS,
     LoadResult,
     RequestSpec,
     Server,
@@ -58,18 +60,34 @@ from webhooks import POSTGRES_ADMIN_URL, Outbox, ReceiverClient, Throughput, run
 REDIS_URL = os.environ.get("COVERLINE_BENCH_REDIS_URL", "redis://127.0.0.1:6379/0")
 
 
-def process_tree_cpu(pid: int) -> float:
-    """CPU seconds of a process and of its children (uvicorn's worker processes)."""
-    total = cpu_seconds(pid)
+def process_tree_cpu(pid: int) -> dict[int, float]:
+    """CPU seconds of a process and of each of its children (uvicorn's worker processes)."""
+    found = {pid: cpu_seconds(pid)}
     try:
         children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
     except OSError:
-        return total
+        return found
     for child in children:
         try:
-            total += process_tree_cpu(int(child))
+            found.update(process_tree_cpu(int(child)))
         except OSError:
             continue
+    return found
+
+
+def database_cpu() -> float:
+    """CPU seconds of every PostgreSQL and Redis server process on the machine (the shared
+    servers: other people's queries count too)."""
+    total = 0.0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            text = stat.read_text()
+        except OSError:
+            continue
+        name = text[text.find("(") + 1 : text.rfind(")")]
+        if name == "postgres" or name.startswith("redis-server"):
+            fields = text.rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
     return total
 
 
@@ -77,12 +95,20 @@ def process_tree_cpu(pid: int) -> float:
 class ApiRun:
     processes: int
     load: LoadResult
-    server_cores: float
+    per_process_cores: list[float]  # the supervisor's and each uvicorn process's, busiest first
+    database_cores: float
     machine_cores: float
 
     @property
+    def server_cores(self) -> float:
+        return sum(self.per_process_cores)
+
+    @property
     def other_cores(self) -> float:
-        return max(0.0, self.machine_cores - self.server_cores - self.load.client_cpu)
+        return max(
+            0.0,
+            self.machine_cores - self.server_cores - self.database_cores - self.load.client_cpu,
+        )
 
     def line(self) -> str:
         statuses = ", ".join(
@@ -93,8 +119,10 @@ class ApiRun:
             f"  {self.processes} API process(es): {self.load.throughput:6.0f} req/s, p50 "
             f"{self.load.p50_ms:.0f} ms, p99 {self.load.p99_ms:.0f} ms (answers {statuses}"
             f"{errors})\n    CPU cores busy: servers {self.server_cores:.2f}, load generator "
-            f"{self.load.client_cpu:.2f}, other {self.other_cores:.2f}; server CPU per "
-            f"request {self.cpu_ms_per_request:.1f} ms"
+            f"{self.load.client_cpu:.2f}, PostgreSQL and Redis {self.database_cores:.2f}, other "
+            f"{self.other_cores:.2f}; server CPU per request {self.cpu_ms_per_request:.1f} ms\n"
+            f"    CPU of "
+            f"each server process: {', '.join(f'{cores:.2f}' for cores in self.per_process_cores)}"
         )
 
     @property
@@ -184,8 +212,9 @@ def api_phases(args: argparse.Namespace, directory: Path, server: str) -> list[A
             spec = RequestSpec(url=f"http://127.0.0.1:{port}{PATH}", body=body, signer=signer)
             with serve:
                 wait_for_quiet(args.settle)
-                server_cpu, machine, wall = (
+                server_cpu, database, machine, wall = (
                     process_tree_cpu(serve.pid),
+                    database_cpu(),
                     machine_busy_seconds(),
                     time.perf_counter(),
                 )
@@ -193,10 +222,18 @@ def api_phases(args: argparse.Namespace, directory: Path, server: str) -> list[A
                     spec, concurrency=args.concurrency, warmup=args.warmup, duration=args.duration
                 )
                 wall = time.perf_counter() - wall
+                after = process_tree_cpu(serve.pid)
                 run = ApiRun(
                     processes,
                     load,
-                    (process_tree_cpu(serve.pid) - server_cpu) / wall,
+                    sorted(
+                        (
+                            (seconds - server_cpu.get(pid, 0.0)) / wall
+                            for pid, seconds in after.items()
+                        ),
+                        reverse=True,
+                    ),
+                    (database_cpu() - database) / wall,
                     (machine_busy_seconds() - machine) / wall,
                 )
             answered += load.count(200)
