@@ -6,7 +6,7 @@ two `coverline worker` processes, Redis rate limits. Every scenario brings its o
 and receivers, so that what it counts is its own.
 
 Each scenario adds one row (fault, produced, delivered, duplicated, lost) to `RESULTS`,
-before it asserts, so that a failing run reports too. At the end of the session the rows
+before it asserts, so that a failing run reports too. At the end of the test run the rows
 go to artifacts/reliability.json and artifacts/reliability.md, and the table is printed.
 """
 
