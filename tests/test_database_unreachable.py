@@ -28,6 +28,9 @@ class DriverError(Exception):
     ("error", "unreachable"),
     [
         (ConnectionRefusedError(111, "Connect call failed"), True),
+        (OSError("Multiple exceptions: [Errno 111] Connect call failed ('::1', 5432)"), True),
+        (OSError(113, "No route to host"), True),
+        (FileNotFoundError(2, "No such file or directory"), False),  # a bug, not an outage
         (DBAPIError("SELECT 1", {}, DriverError("57P03")), True),  # starting up
         (DBAPIError("SELECT 1", {}, DriverError("57P01")), True),  # administrator shutdown
         (DBAPIError("SELECT 1", {}, DriverError("08006")), True),  # connection failure

@@ -8,6 +8,8 @@ Reads use a second engine whose transactions begin deferred, so they never queue
 from __future__ import annotations
 
 import asyncio
+import errno
+import socket
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -28,12 +30,36 @@ from sqlalchemy.ext.asyncio import (
 UNREACHABLE_SQLSTATES = ("08", "57P01", "57P02", "57P03")
 
 
+NETWORK_ERRNOS = frozenset(
+    (
+        errno.ECONNREFUSED,
+        errno.ECONNRESET,
+        errno.ECONNABORTED,
+        errno.EHOSTUNREACH,
+        errno.ENETUNREACH,
+        errno.ETIMEDOUT,
+        errno.EPIPE,
+    )
+)
+
+
+def _network_error(exc: OSError) -> bool:
+    # asyncio joins the failures of a host with several addresses (localhost: ::1 and
+    # 127.0.0.1) into a plain OSError without an errno; a missing file and the like are
+    # subclasses with theirs, and stay bugs.
+    if isinstance(exc, ConnectionError | TimeoutError | socket.gaierror):
+        return True
+    return exc.errno in NETWORK_ERRNOS or (type(exc) is OSError and exc.errno is None)
+
+
 def database_unreachable(exc: BaseException) -> bool:
     """Whether `exc` says that the database could not be reached (refused, reset, restarting,
     no free connection in the pool), rather than that a statement was wrong: the first is
     worth a retry a moment later, the second is a bug."""
-    if isinstance(exc, OSError | PoolTimeout | InterfaceError):
+    if isinstance(exc, PoolTimeout | InterfaceError):
         return True
+    if isinstance(exc, OSError):
+        return _network_error(exc)
     if not isinstance(exc, DBAPIError):
         return False
     if exc.connection_invalidated:
