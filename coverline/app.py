@@ -23,8 +23,9 @@ from coverline.bookings.api import router as bookings_router
 from coverline.bookings.lifecycle_api import router as lifecycle_router
 from coverline.config import Settings, get_settings
 from coverline.dashboard.app import create_dashboard
+from coverline.db.engine import database_unreachable
 from coverline.documents.api import router as documents_router
-from coverline.kit.errors import BadRequest, CoverlineError, PayloadTooLarge
+from coverline.kit.errors import BadRequest, CoverlineError, PayloadTooLarge, ServiceUnavailable
 from coverline.kit.http import (
     AUTHENTICATED_ERRORS,
     UNSTORABLE_TEXT,
@@ -169,6 +170,17 @@ def install_error_handlers(app: FastAPI) -> None:
             "errors": {},
         }
         return JSONResponse(body, status_code=exc.status_code, headers=exc.headers)
+
+    @app.exception_handler(SQLAlchemyError)
+    @app.exception_handler(OSError)
+    async def database_error(request: Request, exc: Exception) -> Response:
+        # A database that is restarting or out of reach is a moment's outage: 503 tells the
+        # client to retry (the transaction rolled back, so nothing was written), and a load
+        # balancer's /readyz takes the process out meanwhile. Anything else is a bug.
+        if not database_unreachable(exc):
+            raise exc
+        log.warning("database unreachable: %s", exc, extra={"request_id": request.state.request_id})
+        return _error_response(request, ServiceUnavailable(headers={"Retry-After": "1"}))
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception) -> Response:

@@ -20,7 +20,7 @@ from coverline.db.migrate import upgrade
 from coverline.db.models import metadata
 from coverline.partners.service import create_partner
 from coverline.runtime import Services
-from tests.fixtures.database import fresh_database
+from tests.fixtures.database import backend, fresh_database
 from tests.fixtures.signing import signed_headers
 
 pytest_plugins = ["tests.fixtures.webhooks"]
@@ -193,3 +193,14 @@ async def partner_state(
             )
             state[table.name] = [dict(row._mapping) for row in result]
     return state
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Tests marked `postgresql` deploy on PostgreSQL whatever the backend: they belong to
+    the PostgreSQL pass alone, so that a run on both backends does not repeat them."""
+    if backend() == "postgresql":
+        return
+    deselected = [item for item in items if item.get_closest_marker("postgresql")]
+    if deselected:
+        config.hook.pytest_deselected(items=deselected)
+        items[:] = [item for item in items if not item.get_closest_marker("postgresql")]

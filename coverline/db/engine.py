@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import logging
+import socket
 from collections import defaultdict
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from contextlib import asynccontextmanager
@@ -25,6 +27,8 @@ import orjson
 from sqlalchemy import event, func, select
 from sqlalchemy.dialects import registry
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError, InterfaceError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -56,6 +60,49 @@ JSON_OPTIONS: dict[str, Any] = {
     "json_serializer": _json_serializer,
     "json_deserializer": orjson.loads,
 }
+
+
+# SQLSTATEs of a server that is not there to answer: connection exceptions (class 08),
+# administrator or crash shutdown, and "cannot connect now" (starting up, shutting down).
+UNREACHABLE_SQLSTATES = ("08", "57P01", "57P02", "57P03")
+
+
+NETWORK_ERRNOS = frozenset(
+    (
+        errno.ECONNREFUSED,
+        errno.ECONNRESET,
+        errno.ECONNABORTED,
+        errno.EHOSTUNREACH,
+        errno.ENETUNREACH,
+        errno.ETIMEDOUT,
+        errno.EPIPE,
+    )
+)
+
+
+def _network_error(exc: OSError) -> bool:
+    # asyncio joins the failures of a host with several addresses (localhost: ::1 and
+    # 127.0.0.1) into a plain OSError without an errno; a missing file and the like are
+    # subclasses with theirs, and stay bugs.
+    if isinstance(exc, ConnectionError | TimeoutError | socket.gaierror):
+        return True
+    return exc.errno in NETWORK_ERRNOS or (type(exc) is OSError and exc.errno is None)
+
+
+def database_unreachable(exc: BaseException) -> bool:
+    """Whether `exc` says that the database could not be reached (refused, reset, restarting,
+    no free connection in the pool), rather than that a statement was wrong: the first is
+    worth a retry a moment later, the second is a bug."""
+    if isinstance(exc, PoolTimeout | InterfaceError):
+        return True
+    if isinstance(exc, OSError):
+        return _network_error(exc)
+    if not isinstance(exc, DBAPIError):
+        return False
+    if exc.connection_invalidated:
+        return True
+    sqlstate = getattr(exc.orig, "sqlstate", None)
+    return isinstance(sqlstate, str) and sqlstate.startswith(UNREACHABLE_SQLSTATES)
 
 
 def normalise_url(url: str) -> str:

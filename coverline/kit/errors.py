@@ -84,3 +84,9 @@ class RateLimited(CoverlineError):
     status_code = 429
     error_type = "rate_limit_error"
     default_message = "Too many requests."
+
+
+class ServiceUnavailable(CoverlineError):
+    status_code = 503
+    error_type = "service_unavailable"
+    default_message = "The service is briefly unavailable; retry the request."

@@ -1,7 +1,7 @@
 """Durability and scale-out of `coverline worker` processes sharing one PostgreSQL database.
 
-These tests run on PostgreSQL whatever backend the rest of the suite uses: claims made with
-`FOR UPDATE SKIP LOCKED` by several processes are what is under test. The bookings are made
+These tests run on PostgreSQL, in the PostgreSQL pass only (marker `postgresql`): claims made
+with `FOR UPDATE SKIP LOCKED` by several processes are what is under test. The bookings are made
 through the HTTP app in this process, each one a real transaction that writes the booking, its
 outbox event and the event's delivery (the partner's customer messages are switched off); the
 workers are `python -m coverline worker` subprocesses; the partner's endpoint is a real
@@ -16,8 +16,6 @@ from __future__ import annotations
 import asyncio
 import os
 import secrets
-import signal
-import subprocess
 import sys
 import time
 from collections import Counter
@@ -42,10 +40,11 @@ from coverline.runtime import Services
 from coverline.webhooks.models import WebhookAttempt, WebhookDelivery
 from tests.conftest import PartnerFixture, make_partner
 from tests.fixtures.database import POSTGRES_ADMIN_URL
+from tests.fixtures.deployment import WorkerProcess, kill_mid_batch, require_postgres, worker_pid
 from tests.fixtures.payloads import instant_booking_request
 from tests.fixtures.receiver import Answer, Receiver, running_receiver
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.postgresql]
 
 MASTER_KEY = Fernet.generate_key().decode()
 BOOKINGS = 400
@@ -55,54 +54,8 @@ RECEIVER_DELAY = 0.08
 LEASE_SECONDS = 5
 BATCH_SIZE = 32
 DELIVERY_TIMEOUT = 45.0
-STOP_TIMEOUT = 10.0
 
 D = WebhookDelivery
-
-
-async def _postgres_or_skip() -> None:
-    try:
-        connection = await asyncpg.connect(POSTGRES_ADMIN_URL, timeout=5)
-    except (OSError, asyncpg.PostgresError) as exc:
-        reason = f"PostgreSQL is not reachable at {POSTGRES_ADMIN_URL}: {exc}"
-        if os.environ.get("CI") == "true":
-            pytest.fail(reason)
-        pytest.skip(reason)
-    await connection.close()
-
-
-def _pid_of(worker_id: str) -> int:
-    """Worker ids are `host:pid:random`."""
-    return int(worker_id.rsplit(":", 2)[1])
-
-
-@dataclass
-class WorkerProcess:
-    process: subprocess.Popen[bytes]
-    log: Path
-
-    @property
-    def pid(self) -> int:
-        return self.process.pid
-
-    async def started(self) -> None:
-        """Wait for the banner the worker prints once its migrations are applied."""
-        deadline = time.monotonic() + 60
-        while "Worker started" not in self.log.read_text(errors="replace"):
-            assert self.process.poll() is None, self.log.read_text(errors="replace")
-            assert time.monotonic() < deadline, "the worker did not start within 60 s"
-            await asyncio.sleep(0.05)
-        # Past the banner the worker builds its services and installs its signal handlers.
-        await asyncio.sleep(1.0)
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=STOP_TIMEOUT)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=STOP_TIMEOUT)
 
 
 @dataclass
@@ -135,29 +88,24 @@ class World:
             COVERLINE_LOG_LEVEL="warning",
             PYTHONUNBUFFERED="1",
         )
-        log = self.tmp / f"worker-{len(self.workers)}.log"
-        with log.open("wb") as output:
-            process = subprocess.Popen(
-                [sys.executable, "-m", "coverline", "worker"],
-                env=env,
-                cwd=self.tmp,
-                stdout=output,
-                stderr=subprocess.STDOUT,
-            )
-        worker = WorkerProcess(process, log)
+        index = len(self.workers)
+        worker = WorkerProcess(
+            name=f"worker-{index}",
+            command=[sys.executable, "-m", "coverline", "worker"],
+            env=env,
+            cwd=self.tmp,
+            log=self.tmp / f"worker-{index}.log",
+        )
+        worker.spawn()
         self.workers.append(worker)
         return worker
 
     def stop_workers(self) -> None:
         for worker in self.workers:
-            worker.stop()
+            worker.stop_now()
 
     def logs(self) -> str:
-        return "\n".join(
-            f"--- worker {worker.pid} (exit {worker.process.poll()})\n"
-            + worker.log.read_text(errors="replace")[-3000:]
-            for worker in self.workers
-        )
+        return "\n".join(worker.describe() for worker in self.workers)
 
     async def book(self, count: int) -> list[str]:
         """`count` instant bookings, a few at a time; their ids."""
@@ -195,7 +143,7 @@ class World:
             )
             held: dict[int, set[str]] = {}
             for leased_by, public_id in rows.all():
-                held.setdefault(_pid_of(leased_by), set()).add(public_id)
+                held.setdefault(worker_pid(leased_by), set()).add(public_id)
             return held
 
     async def wait_until_delivered(self, deliveries: int) -> None:
@@ -221,13 +169,13 @@ class World:
             )
             found: dict[str, Counter[int]] = {}
             for public_id, worker in rows.all():
-                found.setdefault(public_id, Counter())[_pid_of(worker)] += 1
+                found.setdefault(public_id, Counter())[worker_pid(worker)] += 1
             return found
 
 
 @pytest.fixture
 async def world(tmp_path: Path) -> AsyncIterator[World]:
-    await _postgres_or_skip()
+    await require_postgres(POSTGRES_ADMIN_URL)
     name = f"coverline_durability_{secrets.token_hex(4)}"
     admin = await asyncpg.connect(POSTGRES_ADMIN_URL)
     try:
@@ -310,7 +258,7 @@ async def test_two_workers_share_the_work_with_no_double_claims(
     await world.wait_until_delivered(BOOKINGS)
     delivered = time.monotonic()
     world.stop_workers()  # SIGTERM: whatever is under way is finished and recorded first
-    assert [worker.process.returncode for worker in workers] == [0, 0], world.logs()
+    assert [worker.returncode for worker in workers] == [0, 0], world.logs()
 
     received = Counter(_webhook_ids(world.receiver))
     attempts = await world.attempts_by_worker()
@@ -340,25 +288,6 @@ async def test_two_workers_share_the_work_with_no_double_claims(
     assert set(shares) == {worker.pid for worker in workers}
 
 
-async def _kill_mid_batch(world: World, workers: list[WorkerProcess]) -> tuple[WorkerProcess, int]:
-    """SIGKILL the worker with the most requests at the receiver whose results it has not
-    recorded yet, once both workers hold leases; the number of requests received by then."""
-    deadline = time.monotonic() + DELIVERY_TIMEOUT
-    while time.monotonic() < deadline:
-        if len(world.receiver.received) >= BOOKINGS // 5:
-            held = await world.leases()
-            arrived = set(_webhook_ids(world.receiver))
-            in_flight = {
-                worker.pid: len(held.get(worker.pid, set()) & arrived) for worker in workers
-            }
-            if all(held.get(worker.pid) for worker in workers) and any(in_flight.values()):
-                victim = max(workers, key=lambda worker: in_flight[worker.pid])
-                os.kill(victim.pid, signal.SIGKILL)
-                return victim, len(world.receiver.received)
-        await asyncio.sleep(0.005)
-    raise AssertionError(f"never saw both workers with requests in flight\n{world.logs()}")
-
-
 async def test_kill_9_of_a_worker_mid_batch_loses_nothing(
     world: World, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -367,12 +296,17 @@ async def test_kill_9_of_a_worker_mid_batch_loses_nothing(
     await world.due_in(timedelta(days=1))
     workers = [world.start_worker(), world.start_worker()]
     for worker in workers:
-        await worker.started()
+        await worker.ready()
     await world.due_in(timedelta(0))
 
-    victim, received_at_kill = await _kill_mid_batch(world, workers)
+    victim, received_at_kill = await kill_mid_batch(
+        workers,
+        world.leases,
+        lambda: _webhook_ids(world.receiver),
+        after=BOOKINGS // 5,
+        timeout=DELIVERY_TIMEOUT,
+    )
     killed_at = time.monotonic()
-    await asyncio.to_thread(victim.process.wait, STOP_TIMEOUT)
     # The victim is gone: what it holds stays held until its lease runs out.
     orphaned = (await world.leases()).get(victim.pid, set())
     in_flight = orphaned & set(_webhook_ids(world.receiver, received_at_kill))
@@ -382,10 +316,10 @@ async def test_kill_9_of_a_worker_mid_batch_loses_nothing(
     replacement = world.start_worker()
     await world.wait_until_delivered(BOOKINGS)
     recovered_in = time.monotonic() - killed_at
-    await replacement.started()
+    await replacement.ready()
     world.stop_workers()
     survivors = [worker for worker in workers if worker is not victim] + [replacement]
-    assert [worker.process.returncode for worker in survivors] == [0, 0], world.logs()
+    assert [worker.returncode for worker in survivors] == [0, 0], world.logs()
 
     received = Counter(_webhook_ids(world.receiver))
     duplicated = {webhook_id for webhook_id, count in received.items() if count > 1}
