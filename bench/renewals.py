@@ -169,7 +169,7 @@ async def measure(url: str, policies: int, due: int, data_dir: Path) -> tuple[fl
 
 
 async def sqlite_url(tmp: Path, name: str) -> str:
-    return f"sqlite+aiosqlite:///{tmp / name}.db"
+    return f"sqlite:///{tmp / name}.db"
 
 
 async def postgres_url(name: str) -> str:

@@ -578,10 +578,9 @@ class Workers:
 @dataclass
 class Profile:
     """What py-spy saw, in % of the samples. Threads are sampled only while they run, so
-    waiting is left out; a database driver thread's samples are the database library at work."""
+    waiting is left out."""
 
     samples: int
-    driver_threads: float  # aiosqlite's threads (SQLite itself); asyncpg has none
     own: list[tuple[str, float]]  # the function running, busiest first
     coverline: list[tuple[str, float]]  # Coverline functions on the stack, inclusive
 
@@ -596,7 +595,7 @@ ENTRY_POINTS = (
 def read_profile(raw_files: list[Path], count: int = 12) -> Profile | None:
     own: Counter[str] = Counter()
     inclusive: Counter[str] = Counter()
-    samples = driver = 0
+    samples = 0
     for raw in raw_files:
         if not raw.exists():
             continue
@@ -607,8 +606,6 @@ def read_profile(raw_files: list[Path], count: int = 12) -> Profile | None:
             frames = [_frame_name(frame) for frame in stack.split(";")]
             hits = int(weight)
             samples += hits
-            if any(frame.startswith("_connection_worker_thread ") for frame in frames):
-                driver += hits
             own[frames[-1]] += hits
             for name in set(frames):
                 if "(coverline/" in name and name not in ENTRY_POINTS:
@@ -617,7 +614,6 @@ def read_profile(raw_files: list[Path], count: int = 12) -> Profile | None:
         return None
     return Profile(
         samples,
-        100 * driver / samples,
         [(name, 100 * hits / samples) for name, hits in own.most_common(count)],
         [(name, 100 * hits / samples) for name, hits in inclusive.most_common(count)],
     )
@@ -863,10 +859,7 @@ def print_profile(measured: Throughput) -> None:
     profile = measured.profile
     if profile is None:
         return
-    print(
-        f"    py-spy, {measured.label}: {profile.samples} samples, "
-        f"{profile.driver_threads:.1f}% in database driver threads; running, % of samples:"
-    )
+    print(f"    py-spy, {measured.label}: {profile.samples} samples; running, % of samples:")
     for name, share in profile.own:
         print(f"      {share:5.1f}  {name}")
     print("    Coverline functions on the stack (inclusive), % of samples:")
@@ -899,7 +892,7 @@ async def sqlite_phases(args: argparse.Namespace, receiver: ReceiverClient, pid:
     with tempfile.TemporaryDirectory(prefix="coverline-bench-") as scratch:
         directory = Path(scratch)
         outbox = await Outbox.create(
-            f"sqlite+aiosqlite:///{directory / 'coverline.db'}", directory, receiver.url
+            f"sqlite:///{directory / 'coverline.db'}", directory, receiver.url
         )
         try:
             rate = await outbox.fill(args.events)

@@ -41,7 +41,7 @@ LEVELS = {
     "trace": logging.DEBUG,
 }
 # Their DEBUG and INFO lines quote SQL parameters, connection strings or request bodies.
-QUIET = ("sqlalchemy", "aiosqlite", "asyncpg", "python_multipart", "multipart")
+QUIET = ("sqlalchemy", "asyncpg", "python_multipart", "multipart")
 
 
 def _timestamp(created: float) -> str:

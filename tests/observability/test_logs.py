@@ -182,7 +182,7 @@ def test_debug_is_for_coverline_only() -> None:
     loggers = config["loggers"]
     assert loggers["coverline"]["level"] == logging.DEBUG
     assert config["root"]["level"] == logging.INFO
-    for quiet in ("sqlalchemy", "aiosqlite", "asyncpg", "python_multipart", "multipart"):
+    for quiet in ("sqlalchemy", "asyncpg", "python_multipart", "multipart"):
         assert loggers[quiet]["level"] == logging.WARNING
     assert config["handlers"]["stderr"]["level"] == logging.DEBUG
     assert config["formatters"]["coverline"]["()"] == "coverline.observability.logs.JsonFormatter"
