@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import secrets
 import sys
 import time
 from collections import Counter
@@ -24,7 +23,6 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 
-import asyncpg
 import httpx
 import pytest
 from cryptography.fernet import Fernet
@@ -39,7 +37,7 @@ from coverline.db.migrate import upgrade
 from coverline.runtime import Services
 from coverline.webhooks.models import WebhookAttempt, WebhookDelivery
 from tests.conftest import PartnerFixture, make_partner
-from tests.fixtures.database import POSTGRES_ADMIN_URL
+from tests.fixtures.database import POSTGRES_ADMIN_URL, postgres_database
 from tests.fixtures.deployment import WorkerProcess, kill_mid_batch, require_postgres, worker_pid
 from tests.fixtures.payloads import instant_booking_request
 from tests.fixtures.receiver import Answer, Receiver, running_receiver
@@ -176,15 +174,7 @@ class World:
 @pytest.fixture
 async def world(tmp_path: Path) -> AsyncIterator[World]:
     await require_postgres(POSTGRES_ADMIN_URL)
-    name = f"coverline_durability_{secrets.token_hex(4)}"
-    admin = await asyncpg.connect(POSTGRES_ADMIN_URL)
-    try:
-        await admin.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await admin.close()
-    server = POSTGRES_ADMIN_URL.split("://", 1)[1].rsplit("/", 1)[0]
-    url = f"postgresql+asyncpg://{server}/{name}"
-    try:
+    async with postgres_database(prefix="coverline_durability") as url:
         await upgrade(url)
         settings = Settings(
             database_url=url,
@@ -223,12 +213,6 @@ async def world(tmp_path: Path) -> AsyncIterator[World]:
                     built.stop_workers()
         finally:
             await services.close()
-    finally:
-        admin = await asyncpg.connect(POSTGRES_ADMIN_URL)
-        try:
-            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        finally:
-            await admin.close()
 
 
 def _report(capsys: pytest.CaptureFixture[str], title: str, rows: dict[str, object]) -> None:
