@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from coverline.events.models import Event
 from coverline.events.service import EventType, record
@@ -104,3 +105,78 @@ async def test_refused_requests_write_no_event(services: Services, partner: Part
     await partner.sandbox.call("POST", "quotes/", quote_request(currency="XYZ"))
     await partner.sandbox.call("POST", "instant_booking/", instant_booking_request(currency="ABC"))
     assert await events_of(services, partner) == []
+
+
+async def test_many_events_of_one_transaction_are_written_together_in_order(
+    services: Services, partner: PartnerFixture
+) -> None:
+    async with services.database.transaction() as session:
+        recorded = [
+            await record(
+                session,
+                partner_id=partner.id,
+                mode="sandbox",
+                type=EventType.QUOTE_UPDATED,
+                resource_type="quote_package",
+                resource_id=f"PKG{index}",
+                payload={"id": f"PKG{index}", "index": index},
+                at=services.clock.now(),
+            )
+            for index in range(5)
+        ]
+        # Written when the transaction commits, not before.
+        assert all(event.id is None for event in recorded)
+    ids = [event.id for event in recorded]
+    assert ids == sorted(ids) and len(set(ids)) == 5
+    async with services.database.reading() as session:
+        rows = list(
+            await session.scalars(select(Event).where(Event.id.in_(ids)).order_by(Event.id))
+        )
+    assert [(row.resource_id, row.payload["index"]) for row in rows] == [
+        (f"PKG{index}", index) for index in range(5)
+    ]
+
+
+async def test_a_payload_is_the_resource_as_recorded(
+    services: Services, partner: PartnerFixture
+) -> None:
+    payload = {"id": "PKGX", "status": "RECEIVED"}
+    async with services.database.transaction() as session:
+        event = await record(
+            session,
+            partner_id=partner.id,
+            mode="sandbox",
+            type=EventType.QUOTE_UPDATED,
+            resource_type="quote_package",
+            resource_id="PKGX",
+            payload=payload,
+            at=services.clock.now(),
+        )
+        payload["status"] = "CHANGED AFTERWARDS"
+    async with services.database.reading() as session:
+        stored = await session.get(Event, event.id)
+        assert stored is not None
+        assert stored.payload == {"id": "PKGX", "status": "RECEIVED"}
+
+
+async def test_a_session_committed_without_writing_its_outbox_is_refused(
+    services: Services, partner: PartnerFixture
+) -> None:
+    """Events recorded in a session that commits outside `Database.transaction` would be lost:
+    the commit fails instead, and nothing is written."""
+    async with AsyncSession(services.database.engine) as session:
+        await record(
+            session,
+            partner_id=partner.id,
+            mode="sandbox",
+            type=EventType.QUOTE_UPDATED,
+            resource_type="quote_package",
+            resource_id="PKGLOST",
+            payload={"id": "PKGLOST"},
+            at=services.clock.now(),
+        )
+        with pytest.raises(RuntimeError, match="without writing its outbox"):
+            await session.commit()
+    async with services.database.reading() as session:
+        found = await session.scalar(select(Event).where(Event.resource_id == "PKGLOST"))
+    assert found is None

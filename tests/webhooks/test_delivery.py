@@ -222,6 +222,16 @@ async def delivery_statuses(services: Services, partner: PartnerFixture) -> dict
         return {status: count for status, count in rows.all()}
 
 
+async def statuses_become(
+    services: Services, partner: PartnerFixture, expected: dict[str, int]
+) -> None:
+    for _ in range(200):
+        if await delivery_statuses(services, partner) == expected:
+            return
+        await asyncio.sleep(0.02)
+    assert await delivery_statuses(services, partner) == expected
+
+
 async def test_a_turn_leases_what_the_queue_may_hold_and_stopping_gives_back_the_unsent(
     services: Services, partner: PartnerFixture, receiver: Receiver
 ) -> None:
@@ -240,3 +250,61 @@ async def test_a_turn_leases_what_the_queue_may_hold_and_stopping_gives_back_the
     # Stopping finished and recorded the two sends and gave the third lease back.
     assert len(receiver.received) == 2
     assert await delivery_statuses(services, partner) == {"succeeded": 2, "pending": 8}
+
+
+def test_an_endpoint_holds_what_it_sends_within_a_third_of_the_lease() -> None:
+    from datetime import UTC, datetime
+
+    import aiohttp
+
+    from coverline.webhooks.dispatcher import DispatchSettings, EndpointConfig, EndpointQueue
+
+    config = EndpointConfig(
+        id=1,
+        public_id="whe_1",
+        url="https://partner.test/hooks",
+        format="xcover",
+        signature="xcover",
+        key="whk_1",
+        secrets=["whsec_x"],
+        schedule=(30.0,),
+        timeout=15.0,
+        max_concurrency=16,
+        version=datetime.now(UTC),
+        client_timeout=aiohttp.ClientTimeout(total=15.0),
+        refused=None,
+    )
+    settings = DispatchSettings(lease_seconds=90.0, batch_size=256)
+    # 16 at a time, 15 s each (a hanging partner): 30 s of lease hold 32 deliveries.
+    assert EndpointQueue(config, duration=15.0).target(settings) == 32
+    # Slower still: never less than one round of its concurrency.
+    assert EndpointQueue(config, duration=60.0).target(settings) == 16
+    # A fast partner: as many as a claim may take.
+    assert EndpointQueue(config, duration=0.005).target(settings) == 256
+
+
+async def test_disabling_an_endpoint_gives_back_the_deliveries_waiting_in_a_queue(
+    services: Services, partner: PartnerFixture, receiver: Receiver, dispatcher: Dispatcher
+) -> None:
+    endpoint = await add_endpoint(partner.sandbox, receiver.url, max_concurrency=1)
+    # The first answer is slow: the other deliveries wait in the worker's queue meanwhile.
+    receiver.answer(Answer(delay=1.5))
+    for _ in range(5):
+        await instant(partner)
+    await receiver.wait_for(1)
+    # One sending, four leased and waiting for the endpoint's one slot.
+    await statuses_become(services, partner, {"delivering": 5})
+    disabled = await partner.sandbox.call(
+        "PATCH", f"webhooks/{endpoint['id']}/", {"enabled": False}
+    )
+    assert disabled.status_code == 200
+    await statuses_become(services, partner, {"succeeded": 1, "pending": 4})
+    async with services.database.reading() as session:
+        leases = await session.execute(
+            select(WebhookDelivery.leased_by, WebhookDelivery.lease_expires_at).where(
+                WebhookDelivery.partner_id == partner.id,
+                WebhookDelivery.status == "pending",
+            )
+        )
+        assert leases.all() == [(None, None)] * 4
+    assert len(receiver.received) == 1

@@ -68,7 +68,7 @@ class World:
     receiver: Receiver
     workers: list[WorkerProcess] = field(default_factory=list)
 
-    def start_worker(self) -> WorkerProcess:
+    def start_worker(self, **settings: str) -> WorkerProcess:
         env = {
             name: value for name, value in os.environ.items() if not name.startswith("COVERLINE_")
         }
@@ -86,6 +86,7 @@ class World:
             COVERLINE_LOG_LEVEL="warning",
             PYTHONUNBUFFERED="1",
         )
+        env.update(settings)
         index = len(self.workers)
         worker = WorkerProcess(
             name=f"worker-{index}",
@@ -341,3 +342,18 @@ async def test_kill_9_of_a_worker_mid_batch_loses_nothing(
     assert len(attempts) == BOOKINGS
     assert all(per_worker.total() == 1 for per_worker in attempts.values())
     assert all(victim.pid not in attempts[public_id] for public_id in orphaned)
+
+
+async def test_a_commit_in_another_process_wakes_an_idle_worker(world: World) -> None:
+    """The worker looks for due work once a minute only: deliveries that reach the receiver
+    well within that minute were announced by the committing process (PostgreSQL NOTIFY)."""
+    worker = world.start_worker(
+        COVERLINE_WEBHOOK_POLL_SECONDS="60", COVERLINE_WEBHOOK_IDLE_POLL_SECONDS="60"
+    )
+    await worker.ready()
+    # Past its first look at start-up, the worker waits for a wake-up or its next minute.
+    await asyncio.sleep(1.0)
+    bookings = await world.book(3)
+    # Within DELIVERY_TIMEOUT (45 s), before the worker's next look (60 s).
+    await world.wait_until_delivered(3)
+    assert sorted(_booking_ids(world.receiver)) == sorted(bookings)
