@@ -243,6 +243,8 @@ def test_webhook_endpoints_and_deliveries(client: Coverline) -> None:
     delivery = _wait_for_status(client, endpoint.id, test.id, "failed")
     assert delivery.attempts_log and delivery.attempts_log[0].error
     assert delivery.payload is not None and delivery.payload["endpoint_id"] == endpoint.id
+    # The request that sent the test is named on the delivery and on each of its attempts.
+    assert delivery.request_id and delivery.attempts_log[0].request_id == delivery.request_id
 
     page = client.webhooks.deliveries(endpoint.id, status="failed")
     assert test.id in {d.id for d in page.results}

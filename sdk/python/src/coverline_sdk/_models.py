@@ -641,6 +641,8 @@ class WebhookAttempt(_RawAccess):
     request_headers: Mapping[str, Any]
     response_excerpt: Optional[str]
     error: Optional[str]
+    # The API request (or worker job) whose change this webhook announces.
+    request_id: Optional[str]
     raw: Mapping[str, Any] = _raw()
 
     @classmethod
@@ -652,6 +654,7 @@ class WebhookAttempt(_RawAccess):
             request_headers=_dict(data.get("request_headers")),
             response_excerpt=_str(data.get("response_excerpt")),
             error=_str(data.get("error")),
+            request_id=_str(data.get("request_id")),
             raw=data,
         )
 
@@ -674,6 +677,8 @@ class WebhookDelivery(_RawAccess):
     completed_at: Optional[datetime]
     payload: Optional[Mapping[str, Any]]
     attempts_log: List[WebhookAttempt]
+    # The API request (or worker job) whose change this webhook announces.
+    request_id: Optional[str]
     raw: Mapping[str, Any] = _raw()
 
     @classmethod
@@ -697,6 +702,7 @@ class WebhookDelivery(_RawAccess):
                 for item in _list(data.get("attempts_log"))
                 if isinstance(item, Mapping)
             ],
+            request_id=_str(data.get("request_id")),
             raw=data,
         )
 
