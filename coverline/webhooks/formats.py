@@ -254,9 +254,40 @@ def _javascript(value: Any) -> Any:
     return value
 
 
+# Between these bounds orjson writes a fraction's shortest digits as JavaScript does.
+_PLAIN_FRACTIONS = (1e-4, 1e15)
+_DIGITS = frozenset("0123456789")
+
+
+def _plain(value: Any) -> Any:
+    """`_javascript` for the documents webhooks carry: only what orjson would write otherwise
+    than JavaScript is rewritten (integral floats, big numbers, integer-like keys). Strings are
+    left to orjson, which refuses surrogates: `js_json` then takes the long way."""
+    if isinstance(value, str) or value is None or isinstance(value, bool):
+        return value
+    if isinstance(value, dict):
+        if any(key[:1] in _DIGITS for key in value):
+            return _javascript(value)
+        return {key: _plain(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_plain(item) for item in value]
+    if isinstance(value, float):
+        if value.is_integer() and abs(value) < _EXACT_INTEGERS:
+            return int(value)
+        if _PLAIN_FRACTIONS[0] <= abs(value) < _PLAIN_FRACTIONS[1]:
+            return value
+    elif isinstance(value, int) and abs(value) <= _EXACT_INTEGERS:
+        return value
+    return _javascript(value)
+
+
 def js_json(document: Any) -> bytes:
     """What `JSON.stringify(JSON.parse(body))` gives back for this body: compact, keys in
     JavaScript's order (integer-like keys first), non-ASCII unescaped, numbers as JavaScript
     writes them (`0` not `0.0`, `1e+21`, integers past 2**53 rounded to a double). A Python
     int and float of the same value are the same JavaScript number, and written alike."""
-    return orjson.dumps(_javascript(document))
+    try:
+        return orjson.dumps(_plain(document))
+    except orjson.JSONEncodeError:
+        # A surrogate somewhere (lone, or a pair JavaScript reads as one character).
+        return orjson.dumps(_javascript(document))
