@@ -501,21 +501,33 @@ async def _subject(
     renewal = payload.get("renewal")
     if not isinstance(renewal, dict):
         return None, None, None
-    latest = await session.scalar(
-        select(Event.payload)
-        .where(
-            Event.resource_id == event.resource_id,
-            Event.partner_id == event.partner_id,
-            Event.mode == event.mode,
-            Event.type.in_(BOOKING_PAYLOADS),
-        )
-        .order_by(Event.id.desc())
-        .limit(1)
-    )
+    latest = await _latest_booking(session, event)
     if not isinstance(latest, dict):
         return None, renewal, None
     booking = latest.get("booking") if "renewal" in latest else latest
     return booking, renewal, None
+
+
+async def _latest_booking(session: AsyncSession, event: Event) -> Any:
+    """The payload of the resource's latest booking event. The outbox writes a transaction's
+    events before their messages, so this sees the booking events of the same transaction
+    too, and a transaction that records many renewal events (a scheduler batch) looks each
+    booking up once."""
+    cache: dict[tuple[int, str, str], Any] = session.info.setdefault("messaging_bookings", {})
+    key = (event.partner_id, event.mode, event.resource_id)
+    if key not in cache:
+        cache[key] = await session.scalar(
+            select(Event.payload)
+            .where(
+                Event.resource_id == event.resource_id,
+                Event.partner_id == event.partner_id,
+                Event.mode == event.mode,
+                Event.type.in_(BOOKING_PAYLOADS),
+            )
+            .order_by(Event.id.desc())
+            .limit(1)
+        )
+    return cache[key]
 
 
 def _context(

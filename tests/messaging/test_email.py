@@ -9,8 +9,11 @@ from typing import Any
 
 from sqlalchemy import select
 
+from coverline.events.service import EventType, record
 from coverline.kit.http import UNSTORABLE_TEXT
 from coverline.messaging.dispatcher import MessageDispatcher, Transports
+from coverline.renewals.models import Renewal
+from coverline.renewals.service import renewal_json
 from coverline.runtime import Services
 from coverline.webhooks.dispatcher import disable_endpoint
 from coverline.webhooks.models import WebhookEndpoint
@@ -597,6 +600,39 @@ async def test_renewal_messages_read_the_booking_from_the_outbox(
     title = booking["quotes"][0]["policy"]["content"]["title"]
     assert rows[0].subject == f"Your {title} renews on 1 April 2031, 09:00 UTC"
     assert rows[0].text.startswith(f"Dear {NAME_FIRST},")
+
+
+async def test_a_renewal_message_reads_a_booking_change_of_its_own_transaction(
+    services: Services, partner: PartnerFixture
+) -> None:
+    """A transaction that changes the booking, then moves its renewal along: the renewal's
+    message is about the booking as just changed, not as the database had it before."""
+    await configure(partner.sandbox, events=["renewal_notification"])
+    booking = await sell(partner.sandbox, gadget_request(customer_email(), datetime.now(UTC)))
+    changed = {**booking, "policyholder": {**booking["policyholder"], "first_name": "Renamed"}}
+    async with services.database.reading() as session:
+        renewal = await session.scalar(select(Renewal).where(Renewal.package_id == booking["id"]))
+    assert renewal is not None
+    async with services.database.transaction() as session:
+        for kind, payload in (
+            (EventType.BOOKING_UPDATED, changed),
+            (EventType.RENEWAL_NOTIFICATION, {"renewal": renewal_json(renewal)}),
+        ):
+            await record(
+                session,
+                partner_id=partner.id,
+                mode="sandbox",
+                type=kind,
+                resource_type="booking",
+                resource_id=booking["id"],
+                payload=payload,
+                at=services.clock.now(),
+            )
+    rows = [
+        m for m in await messages_of(services, booking["id"]) if m.kind == "renewal_notification"
+    ]
+    assert len(rows) == 1
+    assert rows[0].text.startswith("Dear Renamed,")
 
 
 async def test_two_dispatchers_never_send_a_message_twice(
