@@ -1,23 +1,4 @@
-"""The webhook dispatcher: claim due deliveries, send them, record what happened.
-
-- One loop per worker takes turns. A turn is ONE short write transaction: it records the
-  results of the sends finished since the last turn, returns expired leases, and claims due
-  deliveries for the endpoints that have room. No transaction stays open across a network call.
-- A claim is a lease. On PostgreSQL the due rows are locked `FOR UPDATE SKIP LOCKED` and then
-  leased by primary key, so workers on many machines never claim one delivery twice; on SQLite
-  the same statements run under its single writer. A lease that runs out (its worker died)
-  makes the delivery due again: every event is delivered at least once.
-- Sending runs beside the loop. Each endpoint has a local queue of leased deliveries and at
-  most `max_concurrency` requests in flight; a finished send starts the next one at once. An
-  endpoint's queue holds no more than it can send well within the lease, sized from its recent
-  response times, so a slow partner holds few leases and never the slots of the others.
-- Deliveries about one resource to one endpoint go out one at a time in commit order: a
-  delivery is only claimed when no earlier one for the same endpoint and resource is pending
-  or being delivered.
-- A commit that creates deliveries wakes the dispatchers (in this process directly, in others
-  through PostgreSQL's NOTIFY) with the endpoints concerned; between wake-ups the loop looks
-  for due work (retries, anything missed) every `poll_seconds`, less often while idle.
-"""
+"""The dispatcher's loop: its turns, its claims, its sends and the record of their results."""
 
 from __future__ import annotations
 
@@ -27,29 +8,34 @@ import os
 import random
 import socket
 import time
-from collections import deque
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from email.utils import parsedate_to_datetime
-from typing import Any, cast
+from typing import Any
 
 import aiohttp
 from aiohttp.resolver import DefaultResolver
-from sqlalchemy import Table, and_, bindparam, exists, func, insert, select, update
+from sqlalchemy import func, select
 from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
-from coverline.db.base import UTCDateTime
 from coverline.db.engine import Database
-from coverline.events.models import Event
 from coverline.events.service import EventType, record
 from coverline.kit import ids
 from coverline.kit.clock import Clock
 from coverline.kit.request_id import bound_request_id, new_job_id
 from coverline.observability import metrics
 from coverline.partners.crypto import SecretBox
-from coverline.webhooks import formats, signing
+from coverline.webhooks import signing
+from coverline.webhooks.dispatcher.queues import (
+    DURATION_WEIGHT,
+    Claim,
+    DispatchSettings,
+    EndpointConfig,
+    EndpointQueue,
+    Result,
+)
+from coverline.webhooks.dispatcher.sending import attempt
+from coverline.webhooks.dispatcher.statements import SQL
 from coverline.webhooks.models import WebhookAttempt, WebhookDelivery, WebhookEndpoint
 from coverline.webhooks.network import (
     ForbiddenAddress,
@@ -61,15 +47,7 @@ from coverline.webhooks.service import WAKE_CHANNEL, partner_api_secret
 
 log = logging.getLogger("coverline.webhooks")
 
-USER_AGENT = "Coverline-Webhooks/1"
-EXCERPT_BYTES = 2048
-READ_LIMIT = 65536
 DEFAULT_SCHEDULE = (30.0, 300.0, 1800.0)
-RETRY_AFTER_STATUSES = {429, 503}
-MAX_RETRY_AFTER = 86_400.0
-# How much of the lease a queue may take to drain, and how fast response times are forgotten.
-LEASE_SHARE = 1 / 3
-DURATION_WEIGHT = 0.2
 REAP_SECONDS = 1.0
 CONFIG_SECONDS = 5.0
 FAILURE_BACKOFF = 0.5
@@ -77,222 +55,6 @@ MAX_FAILURE_BACKOFF = 5.0
 
 D = WebhookDelivery
 E = WebhookEndpoint
-DELIVERIES = cast(Table, WebhookDelivery.__table__)
-ATTEMPTS = cast(Table, WebhookAttempt.__table__)
-ENDPOINTS = cast(Table, WebhookEndpoint.__table__)
-EVENTS = cast(Table, Event.__table__)
-
-
-def _statements() -> dict[str, Any]:
-    """Every statement of a turn, built once: a turn only binds values (Core, no ORM)."""
-    d, e = DELIVERIES.c, ENDPOINTS.c
-    now = bindparam("now", type_=UTCDateTime())
-    earlier = DELIVERIES.alias("earlier")
-    blocked = exists().where(
-        earlier.c.endpoint_id == d.endpoint_id,
-        earlier.c.ordering_key == d.ordering_key,
-        earlier.c.id < d.id,
-        earlier.c.status.in_(("pending", "delivering")),
-    )
-    due = (
-        select(
-            d.id,
-            d.public_id,
-            d.part,
-            d.event_type,
-            d.attempts,
-            d.failures,
-            d.created_at,
-            EVENTS.c.type,
-            EVENTS.c.payload,
-            EVENTS.c.request_id,
-        )
-        .join(EVENTS, EVENTS.c.id == d.event_id)
-        .where(
-            d.endpoint_id == bindparam("endpoint_id"),
-            d.status == "pending",
-            d.next_attempt_at <= now,
-            ~blocked,
-        )
-        .order_by(d.next_attempt_at, d.id)
-        .limit(bindparam("limit"))
-    )
-    mine = and_(
-        d.id == bindparam("b_id"), d.leased_by == bindparam("worker"), d.status == "delivering"
-    )
-    recorded: dict[str, Any] = {
-        "attempts": bindparam("b_attempts"),
-        "failures": bindparam("b_failures"),
-        "last_status_code": bindparam("b_code"),
-        "last_error": bindparam("b_error"),
-        "lease_expires_at": None,
-        "leased_by": None,
-    }
-    live = and_(e.enabled.is_(True), e.deleted_at.is_(None))
-    has_due = exists().where(d.endpoint_id == e.id, d.status == "pending", d.next_attempt_at <= now)
-    return {
-        "due": due,
-        # Lock, then lease those rows by id: PostgreSQL may run a LIMIT … SKIP LOCKED subquery
-        # of an UPDATE more than once and so lease more rows than asked.
-        "due_locking": due.with_for_update(skip_locked=True, of=DELIVERIES),
-        "lease": update(DELIVERIES)
-        .where(d.id.in_(bindparam("ids", expanding=True)))
-        .values(
-            status="delivering",
-            lease_expires_at=bindparam("lease", type_=UTCDateTime()),
-            leased_by=bindparam("worker"),
-        ),
-        "give_back": update(DELIVERIES)
-        .where(
-            d.id.in_(bindparam("ids", expanding=True)),
-            d.leased_by == bindparam("worker"),
-            d.status == "delivering",
-        )
-        .values(status="pending", leased_by=None, lease_expires_at=None),
-        "reap": update(DELIVERIES)
-        .where(d.status == "delivering", d.lease_expires_at < now)
-        .values(status="pending", leased_by=None, lease_expires_at=None),
-        "attempt": insert(ATTEMPTS),
-        "final": update(DELIVERIES)
-        .where(mine)
-        .values(
-            **recorded,
-            status=bindparam("b_status"),
-            completed_at=bindparam("completed", type_=UTCDateTime()),
-        ),
-        "retry": update(DELIVERIES)
-        .where(mine)
-        .values(
-            **recorded,
-            status="pending",
-            next_attempt_at=bindparam("b_next", type_=UTCDateTime()),
-        ),
-        "due_endpoints": select(ENDPOINTS).where(live, has_due),
-        "endpoints": select(ENDPOINTS).where(e.id.in_(bindparam("ids", expanding=True))),
-        "healthy": update(ENDPOINTS)
-        .where(e.id.in_(bindparam("ids", expanding=True)), e.failing_since.is_not(None))
-        .values(failing_since=None),
-        "failing": update(ENDPOINTS)
-        .where(e.id == bindparam("b_id"), e.failing_since.is_(None))
-        .values(failing_since=bindparam("since", type_=UTCDateTime())),
-    }
-
-
-SQL = _statements()
-
-
-@dataclass(frozen=True)
-class DispatchSettings:
-    allow_private_networks: bool = False
-    # Most deliveries leased for one endpoint in one turn, and in all.
-    batch_size: int = 256
-    max_leased: int = 2048
-    max_in_flight: int = 256
-    per_endpoint: int = 16
-    default_timeout: float = 15.0
-    lease_seconds: float = 90.0
-    poll_seconds: float = 0.02
-    idle_poll_seconds: float = 0.5
-    # Turns are spaced so that one transaction records many results.
-    turn_seconds: float = 0.005
-    record_seconds: float = 0.02
-    record_batch: int = 128
-    jitter: float = 0.1
-    disable_after: timedelta = timedelta(hours=24)
-    disable_after_failures: int = 10
-
-
-@dataclass(frozen=True)
-class EndpointConfig:
-    id: int
-    public_id: str
-    url: str
-    format: str
-    signature: str
-    key: str
-    secrets: list[str]
-    schedule: tuple[float, ...]
-    timeout: float
-    max_concurrency: int
-    version: datetime
-    client_timeout: aiohttp.ClientTimeout
-    # Why every send to this URL is refused (a literal private address), if it is.
-    refused: str | None
-
-
-@dataclass(frozen=True)
-class Claim:
-    delivery_id: int
-    public_id: str
-    event_type: str
-    name: str
-    part: int
-    attempts: int
-    failures: int
-    payload: dict[str, Any]
-    # The API request (or job) whose event this is, and when the delivery was made.
-    request_id: str | None
-    created_at: datetime
-
-
-@dataclass
-class Result:
-    claim: Claim
-    endpoint: EndpointConfig
-    attempted_at: datetime
-    duration_ms: int
-    status_code: int | None
-    excerpt: str | None
-    error: str | None
-    request_headers: dict[str, str]
-    retry_after: float | None = None
-
-    @property
-    def succeeded(self) -> bool:
-        return self.status_code is not None and 200 <= self.status_code < 300
-
-
-@dataclass
-class EndpointQueue:
-    """The deliveries of one endpoint that this worker has leased and not yet sent."""
-
-    config: EndpointConfig
-    waiting: deque[Claim] = field(default_factory=deque)
-    in_flight: int = 0
-    # Seconds an attempt took, smoothed; starts pessimistic (the timeout).
-    duration: float = 1.0
-    # The last claim found nothing more due: claim again on a wake-up or a poll.
-    exhausted: bool = False
-    # Half the queue has drained since the last claim and the loop was told so.
-    asked: bool = False
-    retired: bool = False
-
-    def target(self, settings: DispatchSettings) -> int:
-        """How many deliveries this endpoint may hold: what it sends within a share of the
-        lease at its recent pace, at least one round of its concurrency."""
-        cap = self.config.max_concurrency
-        pace = cap * settings.lease_seconds * LEASE_SHARE / max(self.duration, 0.001)
-        return int(max(cap, min(settings.batch_size, pace)))
-
-    def room(self, settings: DispatchSettings) -> int:
-        return self.target(settings) - len(self.waiting) - self.in_flight
-
-    @property
-    def held(self) -> int:
-        return len(self.waiting) + self.in_flight
-
-
-def retry_after_seconds(value: str | None, now: float) -> float | None:
-    if not value:
-        return None
-    text = value.strip()
-    if text.isdigit():
-        return min(float(text), MAX_RETRY_AFTER)
-    try:
-        moment = parsedate_to_datetime(text)
-    except (TypeError, ValueError):
-        return None
-    return min(max(0.0, moment.timestamp() - now), MAX_RETRY_AFTER)
 
 
 class Dispatcher:
@@ -730,7 +492,8 @@ class Dispatcher:
         started = time.perf_counter()
         headers: dict[str, str] = {}
         try:
-            result = await self._attempt(endpoint, claim, headers)
+            assert self._http is not None
+            result = await attempt(self._http, endpoint, claim, headers)
         except Exception as exc:
             # A payload the format cannot render, say: an attempt that failed, never a lost
             # delivery or a lost slot.
@@ -752,59 +515,6 @@ class Dispatcher:
                 retry_after,
             ),
         )
-
-    async def _attempt(
-        self, endpoint: EndpointConfig, claim: Claim, headers: dict[str, str]
-    ) -> tuple[int | None, str | None, str | None, float | None]:
-        """One request: (status, response excerpt, error, Retry-After seconds)."""
-        assert self._http is not None
-        body = formats.body_for(
-            endpoint.format, claim.name, claim.part, claim.event_type, claim.payload
-        )
-        now = time.time()
-        headers["Content-Type"] = "application/json"
-        headers["User-Agent"] = USER_AGENT
-        headers.update(
-            signing.sign_headers(
-                endpoint.signature,
-                body=body,
-                message_id=claim.public_id,
-                timestamp=now,
-                key=endpoint.key,
-                secrets_in_use=endpoint.secrets,
-            )
-        )
-        if endpoint.refused is not None:
-            return None, None, endpoint.refused, None
-        try:
-            async with self._http.post(
-                endpoint.url,
-                data=body,
-                headers=headers,
-                allow_redirects=False,
-                timeout=endpoint.client_timeout,
-            ) as response:
-                status = response.status
-                content = await response.content.read(READ_LIMIT)
-                excerpt = content[:EXCERPT_BYTES].decode("utf-8", "replace")
-                retry_after = None
-                error = None
-                if status in RETRY_AFTER_STATUSES:
-                    retry_after = retry_after_seconds(response.headers.get("Retry-After"), now)
-                if 300 <= status < 400:
-                    location = response.headers.get("Location", "")
-                    error = f"Redirect to {location!r} not followed."
-                return status, excerpt, error, retry_after
-        except TimeoutError:
-            return None, None, f"No response within {endpoint.timeout:g} s.", None
-        except ForbiddenAddress as exc:
-            return None, None, f"Refused: {exc}.", None
-        except aiohttp.ClientConnectorError as exc:
-            if isinstance(exc.os_error, ForbiddenAddress):
-                return None, None, f"Refused: {exc.os_error}.", None
-            return None, None, f"{type(exc).__name__}: {exc}", None
-        except (aiohttp.ClientError, OSError) as exc:
-            return None, None, f"{type(exc).__name__}: {exc}", None
 
     # ------------------------------------------------------------------ recording
     def _next_delay(self, result: Result, failures: int) -> float | None:
