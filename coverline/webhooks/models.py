@@ -5,7 +5,15 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, ForeignKey, Index, String, Text, UniqueConstraint
+from sqlalchemy import (
+    BigInteger,
+    ForeignKey,
+    Index,
+    LargeBinary,
+    String,
+    Text,
+    UniqueConstraint,
+)
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from coverline.db.base import Base, BigId, JSONDocument
@@ -46,7 +54,10 @@ class WebhookEndpoint(Base):
 
 class WebhookDelivery(Base):
     """One event for one endpoint. `public_id` is the `webhook-id` header, the same on every
-    retry; `ordering_key` (the resource) keeps deliveries about one booking in order."""
+    retry; `ordering_key` (the resource) keeps deliveries about one booking in order. `body`
+    is the exact bytes every attempt sends, rendered in the endpoint's format when the event
+    was committed (deliveries made before it existed have none: they are rendered from the
+    event when sent); `request_id` is the event's, for the attempt log."""
 
     __tablename__ = "webhook_deliveries"
 
@@ -59,6 +70,8 @@ class WebhookDelivery(Base):
     partner_id: Mapped[int] = mapped_column(BigInteger)
     mode: Mapped[str] = mapped_column(String(8))
     ordering_key: Mapped[str] = mapped_column(String(64))
+    body: Mapped[bytes | None] = mapped_column(LargeBinary, default=None)
+    request_id: Mapped[str | None] = mapped_column(String(64), default=None)
     # pending → delivering → succeeded | failed (and back to pending on retry or redelivery)
     status: Mapped[str] = mapped_column(String(12))
     attempts: Mapped[int] = mapped_column(default=0)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -14,12 +15,15 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from coverline.db.engine import Database
 from coverline.events.models import Event
 from coverline.kit.errors import NotFound, ValidationFailed
+from coverline.kit.request_id import current_request_id
 from coverline.partners.crypto import SecretBox
 from coverline.partners.models import ApiCredential
 from coverline.webhooks import formats, signing
 from coverline.webhooks.models import WebhookAttempt, WebhookDelivery, WebhookEndpoint
 from coverline.webhooks.network import check_url
 from coverline.webhooks.schemas import EndpointIn, EndpointPatch
+
+log = logging.getLogger("coverline.webhooks")
 
 ROTATION_OVERLAP = timedelta(hours=24)
 # The wake-up channel of the dispatchers; its payloads are endpoint ids.
@@ -231,6 +235,32 @@ def wanted(
     ]
 
 
+class _Bodies:
+    """The bodies of one event, rendered once per format and message however many endpoints
+    receive them: what every attempt of a delivery sends, fixed when the event is committed."""
+
+    __slots__ = ("_event", "_rendered")
+
+    def __init__(self, event: Event) -> None:
+        self._event = event
+        self._rendered: dict[tuple[str, str, int], bytes | None] = {}
+
+    def get(self, fmt: str, message: formats.Message) -> bytes | None:
+        key = (fmt, message.name, message.part)
+        if key in self._rendered:
+            return self._rendered[key]
+        event = self._event
+        try:
+            body = formats.body_for(fmt, message.name, message.part, event.type, event.payload)
+        except Exception:
+            # Never the change's failure: the dispatcher renders it again when it sends, and
+            # records why it cannot as a failed attempt.
+            log.exception("webhook body of event %s could not be rendered", event.public_id)
+            body = None
+        self._rendered[key] = body
+        return body
+
+
 async def fan_out(session: AsyncSession, events: Sequence[Event]) -> None:
     """Create the deliveries of events just written (they have their ids), in their
     transaction: one statement for all of them. The endpoints of a partner and mode are looked
@@ -252,6 +282,7 @@ async def fan_out(session: AsyncSession, events: Sequence[Event]) -> None:
                 LIVE_ENDPOINTS, {"partner_id": event.partner_id, "mode": event.mode}
             )
             endpoints = cache[key] = found.all()
+        bodies = _Bodies(event)
         for endpoint in endpoints:
             for message in wanted(endpoint.format, endpoint.events, event.type, event.payload):
                 rows.append(
@@ -264,6 +295,8 @@ async def fan_out(session: AsyncSession, events: Sequence[Event]) -> None:
                         "partner_id": event.partner_id,
                         "mode": event.mode,
                         "ordering_key": event.resource_id,
+                        "body": bodies.get(endpoint.format, message),
+                        "request_id": event.request_id,
                         "status": "pending",
                         "attempts": 0,
                         "failures": 0,
@@ -282,6 +315,7 @@ def deliver_to(
 ) -> list[WebhookDelivery]:
     """Deliveries of one event to one endpoint, as ORM rows of the session (a test event)."""
     created = []
+    bodies = _Bodies(event)
     for message in wanted(endpoint.format, endpoint.events, event.type, event.payload):
         delivery = WebhookDelivery(
             public_id=delivery_public_id(),
@@ -292,6 +326,8 @@ def deliver_to(
             partner_id=event.partner_id,
             mode=event.mode,
             ordering_key=event.resource_id,
+            body=bodies.get(endpoint.format, message),
+            request_id=event.request_id or current_request_id(),
             status="pending",
             attempts=0,
             failures=0,

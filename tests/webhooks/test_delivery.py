@@ -13,7 +13,7 @@ from coverline.webhooks.models import WebhookDelivery
 from tests.conftest import PartnerFixture
 from tests.fixtures.payloads import instant_booking_request, policyholder, quote_request
 from tests.fixtures.receiver import Answer, Receiver
-from tests.fixtures.webhooks import add_endpoint
+from tests.fixtures.webhooks import add_endpoint, running_dispatcher
 
 
 async def instant(partner: PartnerFixture) -> dict[str, Any]:
@@ -308,3 +308,66 @@ async def test_disabling_an_endpoint_gives_back_the_deliveries_waiting_in_a_queu
         )
         assert leases.all() == [(None, None)] * 4
     assert len(receiver.received) == 1
+
+
+async def test_the_body_is_rendered_at_commit_and_sent_as_stored_on_every_attempt(
+    services: Services, partner: PartnerFixture, receiver: Receiver
+) -> None:
+    """The delivery row holds the exact bytes the partner receives, on the first attempt and
+    on the retry, with the event's request id for the attempt log."""
+    from coverline.events.models import Event
+    from coverline.webhooks import formats
+
+    endpoint = await add_endpoint(partner.sandbox, receiver.url)
+    booking = await instant(partner)
+    async with services.database.reading() as session:
+        delivery, event = (
+            await session.execute(
+                select(WebhookDelivery, Event)
+                .join(Event, Event.id == WebhookDelivery.event_id)
+                .where(WebhookDelivery.partner_id == partner.id)
+            )
+        ).one()
+    assert delivery.body == formats.body_for(
+        "xcover", "BOOKING_CREATED", 0, "BOOKING_CREATED", event.payload
+    )
+    assert delivery.request_id == event.request_id is not None
+    receiver.answer(Answer(status=500))
+    async with running_dispatcher(services):
+        first, second = await receiver.wait_for(2)
+    assert first.body == second.body == delivery.body
+    assert first.json()["payload"]["id"] == booking["id"]
+    detail = await settle(partner, endpoint, "succeeded")
+    assert [a["request_id"] for a in detail["attempts_log"]] == [event.request_id] * 2
+
+
+async def test_a_delivery_without_a_stored_body_is_rendered_from_its_event(
+    services: Services, partner: PartnerFixture, receiver: Receiver
+) -> None:
+    """Deliveries made before bodies were stored (migration 0009) carry none: the dispatcher
+    renders the same bytes from the event, and takes the request id from it."""
+    from sqlalchemy import update
+
+    from coverline.events.models import Event
+
+    endpoint = await add_endpoint(partner.sandbox, receiver.url)
+    await instant(partner)
+    async with services.database.transaction() as session:
+        delivery = await session.scalar(
+            select(WebhookDelivery).where(WebhookDelivery.partner_id == partner.id)
+        )
+        assert delivery is not None and delivery.body is not None
+        stored = delivery.body
+        request_id = await session.scalar(
+            select(Event.request_id).where(Event.id == delivery.event_id)
+        )
+        await session.execute(
+            update(WebhookDelivery)
+            .where(WebhookDelivery.id == delivery.id)
+            .values(body=None, request_id=None)
+        )
+    async with running_dispatcher(services):
+        (received,) = await receiver.wait_for(1)
+    assert received.body == stored
+    detail = await settle(partner, endpoint, "succeeded")
+    assert [a["request_id"] for a in detail["attempts_log"]] == [request_id]

@@ -54,19 +54,22 @@ class EndpointConfig:
     refused: str | None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Claim:
     delivery_id: int
     public_id: str
-    event_type: str
     name: str
     part: int
     attempts: int
     failures: int
-    payload: dict[str, Any]
+    # The bytes to send; None for a delivery made before bodies were stored, rendered from
+    # its event (`event_type`, `payload`) when sent.
+    body: bytes | None
     # The API request (or job) whose event this is, and when the delivery was made.
     request_id: str | None
     created_at: datetime
+    event_type: str = ""
+    payload: dict[str, Any] | None = None
 
 
 @dataclass

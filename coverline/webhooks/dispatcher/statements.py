@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from typing import Any, cast
 
-from sqlalchemy import Table, and_, bindparam, exists, insert, select, update
+from sqlalchemy import BigInteger, Table, and_, any_, bindparam, exists, insert, select, update
+from sqlalchemy.dialects.postgresql import ARRAY
 
 from coverline.db.base import UTCDateTime
 from coverline.events.models import Event
@@ -17,39 +18,58 @@ ENDPOINTS = cast(Table, WebhookEndpoint.__table__)
 EVENTS = cast(Table, Event.__table__)
 
 
+# What a claim returns of each delivery, in `Claim`'s order.
+CLAIMED = (
+    "id",
+    "public_id",
+    "part",
+    "event_type",
+    "attempts",
+    "failures",
+    "created_at",
+    "next_attempt_at",
+    "body",
+    "request_id",
+    "event_id",
+)
+
+
+def _due(table: Any, now: Any, *columns: Any) -> Any:
+    """The due deliveries of one endpoint, oldest first, heads of their resource only: none
+    of them has an earlier delivery for the same endpoint and resource still to go."""
+    earlier = DELIVERIES.alias("earlier")
+    blocked = exists().where(
+        earlier.c.endpoint_id == table.c.endpoint_id,
+        earlier.c.ordering_key == table.c.ordering_key,
+        earlier.c.id < table.c.id,
+        earlier.c.status.in_(("pending", "delivering")),
+    )
+    return (
+        select(*columns)
+        .where(
+            table.c.endpoint_id == bindparam("endpoint"),
+            table.c.status == "pending",
+            table.c.next_attempt_at <= now,
+            ~blocked,
+        )
+        .order_by(table.c.next_attempt_at, table.c.id)
+        .limit(bindparam("limit"))
+    )
+
+
 def _statements() -> dict[str, Any]:
     d, e = DELIVERIES.c, ENDPOINTS.c
     now = bindparam("now", type_=UTCDateTime())
-    earlier = DELIVERIES.alias("earlier")
-    blocked = exists().where(
-        earlier.c.endpoint_id == d.endpoint_id,
-        earlier.c.ordering_key == d.ordering_key,
-        earlier.c.id < d.id,
-        earlier.c.status.in_(("pending", "delivering")),
-    )
-    due = (
-        select(
-            d.id,
-            d.public_id,
-            d.part,
-            d.event_type,
-            d.attempts,
-            d.failures,
-            d.created_at,
-            EVENTS.c.type,
-            EVENTS.c.payload,
-            EVENTS.c.request_id,
-        )
-        .join(EVENTS, EVENTS.c.id == d.event_id)
-        .where(
-            d.endpoint_id == bindparam("endpoint_id"),
-            d.status == "pending",
-            d.next_attempt_at <= now,
-            ~blocked,
-        )
-        .order_by(d.next_attempt_at, d.id)
-        .limit(bindparam("limit"))
-    )
+    claimed = [d[name] for name in CLAIMED]
+    leased = {
+        "status": "delivering",
+        "lease_expires_at": bindparam("lease", type_=UTCDateTime()),
+        "leased_by": bindparam("worker"),
+    }
+    # SQLite has one writer: the statement that finds the due rows leases them. Its subquery
+    # reads an alias, for a subquery of the table being updated would be correlated to it.
+    candidate = DELIVERIES.alias("candidate")
+    picked = _due(candidate, now, candidate.c.id).scalar_subquery()
     mine = and_(
         d.id == bindparam("b_id"), d.leased_by == bindparam("worker"), d.status == "delivering"
     )
@@ -64,16 +84,16 @@ def _statements() -> dict[str, Any]:
     live = and_(e.enabled.is_(True), e.deleted_at.is_(None))
     has_due = exists().where(d.endpoint_id == e.id, d.status == "pending", d.next_attempt_at <= now)
     return {
-        "due": due,
-        # Lock, then lease those rows by id: PostgreSQL may run a LIMIT … SKIP LOCKED subquery
-        # of an UPDATE more than once and so lease more rows than asked.
-        "due_locking": due.with_for_update(skip_locked=True, of=DELIVERIES),
+        "claim": update(DELIVERIES).where(d.id.in_(picked)).values(**leased).returning(*claimed),
+        # PostgreSQL: lock, then lease those rows by id, since PostgreSQL may run a LIMIT …
+        # SKIP LOCKED subquery of an UPDATE more than once and so lease more rows than asked.
+        "due_locking": _due(DELIVERIES, now, *claimed).with_for_update(skip_locked=True),
         "lease": update(DELIVERIES)
-        .where(d.id.in_(bindparam("ids", expanding=True)))
-        .values(
-            status="delivering",
-            lease_expires_at=bindparam("lease", type_=UTCDateTime()),
-            leased_by=bindparam("worker"),
+        .where(d.id == any_(bindparam("ids", type_=ARRAY(BigInteger))))
+        .values(**leased),
+        # Deliveries made before bodies were stored: the events to render them from.
+        "events": select(EVENTS.c.id, EVENTS.c.type, EVENTS.c.payload, EVENTS.c.request_id).where(
+            EVENTS.c.id.in_(bindparam("ids", expanding=True))
         ),
         "give_back": update(DELIVERIES)
         .where(

@@ -57,6 +57,10 @@ D = WebhookDelivery
 E = WebhookEndpoint
 
 
+def _due_order(row: Sequence[Any]) -> tuple[datetime, int]:
+    return row[7], row[0]
+
+
 class Dispatcher:
     def __init__(
         self,
@@ -357,33 +361,68 @@ class Dispatcher:
         self, connection: AsyncConnection, endpoint_id: int, limit: int, now: datetime
     ) -> list[Claim]:
         """Lease up to `limit` due deliveries of one endpoint, heads of their resource only,
-        with the events they carry."""
-        due = SQL["due"] if self._database.is_sqlite else SQL["due_locking"]
-        rows = (
-            await connection.execute(due, {"endpoint_id": endpoint_id, "now": now, "limit": limit})
-        ).all()
+        oldest first."""
+        lease = now + timedelta(seconds=self._settings.lease_seconds)
+        if self._database.is_sqlite:
+            found = await connection.execute(
+                SQL["claim"],
+                {
+                    "endpoint": endpoint_id,
+                    "now": now,
+                    "limit": limit,
+                    "lease": lease,
+                    "worker": self.worker_id,
+                },
+            )
+            # RETURNING follows no ORDER BY.
+            rows = sorted(found.all(), key=_due_order)
+        else:
+            found = await connection.execute(
+                SQL["due_locking"], {"endpoint": endpoint_id, "now": now, "limit": limit}
+            )
+            rows = list(found.all())
+            if rows:
+                await connection.execute(
+                    SQL["lease"],
+                    {"ids": [row[0] for row in rows], "lease": lease, "worker": self.worker_id},
+                )
         if not rows:
             return []
-        lease = now + timedelta(seconds=self._settings.lease_seconds)
-        await connection.execute(
-            SQL["lease"],
-            {"ids": [row[0] for row in rows], "lease": lease, "worker": self.worker_id},
-        )
-        return [
-            Claim(
-                delivery_id=row[0],
-                public_id=row[1],
-                part=row[2],
-                name=row[3],
-                attempts=row[4],
-                failures=row[5],
-                created_at=row[6],
-                event_type=row[7],
-                payload=row[8],
-                request_id=row[9],
+        events = await self._events_to_render(connection, rows)
+        claims = []
+        for row in rows:
+            (delivery_id, public_id, part, name, attempts, failures, created_at) = row[:7]
+            body, request_id, event_id = row[8:11]
+            event_type, payload = "", None
+            if body is None:
+                event_type, payload, request_id = events[event_id]
+            claims.append(
+                Claim(
+                    delivery_id=delivery_id,
+                    public_id=public_id,
+                    part=part,
+                    name=name,
+                    attempts=attempts,
+                    failures=failures,
+                    created_at=created_at,
+                    body=body,
+                    request_id=request_id,
+                    event_type=event_type,
+                    payload=payload,
+                )
             )
-            for row in rows
-        ]
+        return claims
+
+    async def _events_to_render(
+        self, connection: AsyncConnection, rows: Sequence[Sequence[Any]]
+    ) -> dict[int, tuple[str, dict[str, Any], str | None]]:
+        """The events of the claimed deliveries that carry no body (made before bodies were
+        stored, or whose rendering failed when the event was written)."""
+        missing = {row[10] for row in rows if row[8] is None}
+        if not missing:
+            return {}
+        found = await connection.execute(SQL["events"], {"ids": list(missing)})
+        return {row[0]: (row[1], row[2], row[3]) for row in found.all()}
 
     def _decrypt(self, ciphertext: str) -> str:
         plain = self._secrets.get(ciphertext)
