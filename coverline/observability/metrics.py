@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable, Iterator, Sequence
+from typing import Any
 
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram
 from prometheus_client.exposition import choose_encoder
@@ -90,14 +91,25 @@ def http_request(method: str, route: str, status: int, seconds: float) -> None:
     HTTP_DURATION.labels(method, route).observe(seconds)
 
 
-def webhook_attempt(
-    format: str, outcome: str, duration_seconds: float, lag_seconds: float | None
-) -> None:
-    """One recorded attempt; `lag_seconds` for a delivery's first attempt only."""
-    WEBHOOK_ATTEMPTS.labels(format, outcome).inc()
-    WEBHOOK_DURATION.labels(format).observe(duration_seconds)
-    if lag_seconds is not None:
-        WEBHOOK_LAG.labels(format).observe(max(lag_seconds, 0.0))
+def webhook_attempts(attempts: Iterable[tuple[str, str, float, float | None]]) -> None:
+    """Attempts recorded together: (format, outcome, duration in seconds, lag in seconds for
+    a delivery's first attempt only, else None)."""
+    counts: dict[tuple[str, str], int] = {}
+    durations: dict[str, Any] = {}
+    lags: dict[str, Any] = {}
+    for format, outcome, duration_seconds, lag_seconds in attempts:
+        counts[format, outcome] = counts.get((format, outcome), 0) + 1
+        duration = durations.get(format)
+        if duration is None:
+            duration = durations[format] = WEBHOOK_DURATION.labels(format)
+        duration.observe(duration_seconds)
+        if lag_seconds is not None:
+            lag = lags.get(format)
+            if lag is None:
+                lag = lags[format] = WEBHOOK_LAG.labels(format)
+            lag.observe(max(lag_seconds, 0.0))
+    for (format, outcome), count in counts.items():
+        WEBHOOK_ATTEMPTS.labels(format, outcome).inc(count)
 
 
 def message_outcome(channel: str, outcome: str, count: int = 1) -> None:

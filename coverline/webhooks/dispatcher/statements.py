@@ -5,7 +5,19 @@ from __future__ import annotations
 
 from typing import Any, cast
 
-from sqlalchemy import BigInteger, Table, and_, any_, bindparam, exists, insert, select, update
+from sqlalchemy import (
+    BigInteger,
+    Table,
+    and_,
+    any_,
+    bindparam,
+    column,
+    exists,
+    func,
+    insert,
+    select,
+    update,
+)
 from sqlalchemy.dialects.postgresql import ARRAY
 
 from coverline.db.base import UTCDateTime
@@ -54,6 +66,23 @@ def _due(table: Any, now: Any, *columns: Any) -> Any:
         )
         .order_by(table.c.next_attempt_at, table.c.id)
         .limit(bindparam("limit"))
+    )
+
+
+def _succeeded(ids: Any) -> Any:
+    d = DELIVERIES.c
+    return (
+        update(DELIVERIES)
+        .where(ids, d.leased_by == bindparam("worker"), d.status == "delivering")
+        .values(
+            status="succeeded",
+            attempts=d.attempts + 1,
+            last_status_code=bindparam("code"),
+            last_error=None,
+            lease_expires_at=None,
+            leased_by=None,
+            completed_at=bindparam("completed", type_=UTCDateTime()),
+        )
     )
 
 
@@ -113,6 +142,12 @@ def _statements() -> dict[str, Any]:
             status=bindparam("b_status"),
             completed_at=bindparam("completed", type_=UTCDateTime()),
         ),
+        # Successes go together, one statement per status code: `ids` is a JSON array on
+        # SQLite (json_each), an array on PostgreSQL.
+        "succeeded": _succeeded(
+            d.id.in_(select(column("value")).select_from(func.json_each(bindparam("ids"))))
+        ),
+        "succeeded_array": _succeeded(d.id == any_(bindparam("ids", type_=ARRAY(BigInteger)))),
         "retry": update(DELIVERIES)
         .where(mine)
         .values(

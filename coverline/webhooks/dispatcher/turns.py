@@ -13,6 +13,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import aiohttp
+import orjson
 from aiohttp.resolver import DefaultResolver
 from sqlalchemy import func, select
 from sqlalchemy.engine import Row
@@ -246,15 +247,17 @@ class Dispatcher:
 
     def _count_outcomes(self) -> None:
         outcomes, self._outcomes = self._outcomes, []
-        for result, outcome in outcomes:
-            claim = result.claim
-            lag = (result.attempted_at - claim.created_at).total_seconds()
-            metrics.webhook_attempt(
+        metrics.webhook_attempts(
+            (
                 result.endpoint.format,
                 outcome,
                 result.duration_ms / 1000,
-                lag if claim.attempts == 0 else None,
+                (result.attempted_at - result.claim.created_at).total_seconds()
+                if result.claim.attempts == 0
+                else None,
             )
+            for result, outcome in outcomes
+        )
 
     # ------------------------------------------------------------------ claiming
     async def _claim(
@@ -567,6 +570,7 @@ class Dispatcher:
 
     async def _record(self, session: AsyncSession, results: list[Result], now: datetime) -> None:
         attempts = []
+        succeeded: dict[int, list[int]] = {}
         finals = []
         retries = []
         gone: set[int] = set()
@@ -593,6 +597,11 @@ class Dispatcher:
             if not result.succeeded:
                 earliest = first_failure.get(endpoint_id, result.attempted_at)
                 first_failure[endpoint_id] = min(earliest, result.attempted_at)
+            if result.succeeded:
+                assert result.status_code is not None
+                succeeded.setdefault(result.status_code, []).append(claim.delivery_id)
+                outcomes.append((result, "succeeded"))
+                continue
             base: dict[str, Any] = {
                 "b_id": claim.delivery_id,
                 "b_attempts": claim.attempts + 1,
@@ -600,17 +609,6 @@ class Dispatcher:
                 "b_error": result.error,
                 "worker": self.worker_id,
             }
-            if result.succeeded:
-                finals.append(
-                    {
-                        **base,
-                        "b_status": "succeeded",
-                        "b_failures": claim.failures,
-                        "completed": now,
-                    }
-                )
-                outcomes.append((result, "succeeded"))
-                continue
             failures = claim.failures + 1
             delay = None if result.status_code == 410 else self._next_delay(result, failures)
             if result.status_code == 410:
@@ -628,6 +626,14 @@ class Dispatcher:
         # Core executemany on the connection: many rows, one statement each.
         connection = await session.connection()
         await connection.execute(SQL["attempt"], attempts)
+        for code, delivery_ids in succeeded.items():
+            ids: str | list[int] = delivery_ids
+            statement = SQL["succeeded_array"]
+            if self._database.is_sqlite:
+                statement, ids = SQL["succeeded"], orjson.dumps(delivery_ids).decode()
+            await connection.execute(
+                statement, {"ids": ids, "code": code, "completed": now, "worker": self.worker_id}
+            )
         if finals:
             await connection.execute(SQL["final"], finals)
         if retries:
