@@ -33,7 +33,7 @@ class Settings(BaseSettings):
     webhook_lease_seconds: float = 90.0
     webhook_max_in_flight: int = 256
     webhook_per_endpoint_concurrency: int = 16
-    webhook_poll_seconds: float = 0.02
+    webhook_poll_seconds: float = 0.1
     webhook_idle_poll_seconds: float = 0.5
     # Most deliveries one worker leases for one endpoint at a time.
     webhook_batch_size: int = 256

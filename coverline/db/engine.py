@@ -122,6 +122,10 @@ def _sqlite_engine(url: str, begin: str, pool_size: int) -> AsyncEngine:
         pool_size=pool_size,
         max_overflow=0,
         pool_timeout=30,
+        # The connection used last first: SQLite empties a connection's page cache when
+        # another connection has written since its last transaction, so rotating through
+        # the pool would read every page again after each commit.
+        pool_use_lifo=True,
         connect_args={"timeout": 30},
         hide_parameters=True,
         **JSON_OPTIONS,

@@ -25,7 +25,7 @@ class DispatchSettings:
     per_endpoint: int = 16
     default_timeout: float = 15.0
     lease_seconds: float = 90.0
-    poll_seconds: float = 0.02
+    poll_seconds: float = 0.1
     idle_poll_seconds: float = 0.5
     # Turns are spaced so that one transaction records many results.
     turn_seconds: float = 0.005

@@ -39,7 +39,6 @@ CLAIMED = (
     "attempts",
     "failures",
     "created_at",
-    "next_attempt_at",
     "body",
     "request_id",
     "event_id",

@@ -10,6 +10,7 @@ import socket
 import time
 from collections.abc import Sequence
 from datetime import datetime, timedelta
+from operator import itemgetter
 from typing import Any
 
 import aiohttp
@@ -56,10 +57,6 @@ MAX_FAILURE_BACKOFF = 5.0
 
 D = WebhookDelivery
 E = WebhookEndpoint
-
-
-def _due_order(row: Sequence[Any]) -> tuple[datetime, int]:
-    return row[7], row[0]
 
 
 class Dispatcher:
@@ -377,8 +374,8 @@ class Dispatcher:
                     "worker": self.worker_id,
                 },
             )
-            # RETURNING follows no ORDER BY.
-            rows = sorted(found.all(), key=_due_order)
+            # RETURNING follows no ORDER BY; every row is due, one per resource at most.
+            rows = sorted(found.all(), key=itemgetter(0))
         else:
             found = await connection.execute(
                 SQL["due_locking"], {"endpoint": endpoint_id, "now": now, "limit": limit}
@@ -395,7 +392,7 @@ class Dispatcher:
         claims = []
         for row in rows:
             (delivery_id, public_id, part, name, attempts, failures, created_at) = row[:7]
-            body, request_id, event_id = row[8:11]
+            body, request_id, event_id = row[7:10]
             event_type, payload = "", None
             if body is None:
                 event_type, payload, request_id = events[event_id]
@@ -421,7 +418,7 @@ class Dispatcher:
     ) -> dict[int, tuple[str, dict[str, Any], str | None]]:
         """The events of the claimed deliveries that carry no body (made before bodies were
         stored, or whose rendering failed when the event was written)."""
-        missing = {row[10] for row in rows if row[8] is None}
+        missing = {row[9] for row in rows if row[7] is None}
         if not missing:
             return {}
         found = await connection.execute(SQL["events"], {"ids": list(missing)})
