@@ -371,3 +371,23 @@ async def test_a_delivery_without_a_stored_body_is_rendered_from_its_event(
     assert received.body == stored
     detail = await settle(partner, endpoint, "succeeded")
     assert [a["request_id"] for a in detail["attempts_log"]] == [request_id]
+
+
+async def test_a_format_change_applies_to_deliveries_made_after_it(
+    services: Services, partner: PartnerFixture, receiver: Receiver
+) -> None:
+    """A pending delivery keeps the body it was made with; the next event uses the new
+    format (MyCover sends a purchase only once paid: the instant booking is)."""
+    endpoint = await add_endpoint(partner.sandbox, receiver.url)
+    first = await instant(partner)
+    changed = await partner.sandbox.call(
+        "PATCH", f"webhooks/{endpoint['id']}/", {"format": "mycover"}
+    )
+    assert changed.status_code == 200, changed.text
+    second = await instant(partner)
+    async with running_dispatcher(services):
+        received = await receiver.wait_for(2)
+    by_event = {r.json().get("event"): r.json() for r in received}
+    assert set(by_event) == {"BOOKING_CREATED", "purchase.successful"}
+    assert by_event["BOOKING_CREATED"]["payload"]["id"] == first["id"]
+    assert by_event["purchase.successful"]["data"]["reference"] == second["id"]
