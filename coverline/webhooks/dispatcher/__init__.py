@@ -4,9 +4,10 @@
   results of the sends finished since the last turn, returns expired leases, and claims due
   deliveries for the endpoints that have room. No transaction stays open across a network call.
 - A claim is a lease. On PostgreSQL the due rows are locked `FOR UPDATE SKIP LOCKED` and then
-  leased by primary key, so workers on many machines never claim one delivery twice; on SQLite
-  the same statements run under its single writer. A lease that runs out (its worker died)
-  makes the delivery due again: every event is delivered at least once.
+  leased by primary key, so workers on many machines never claim one delivery twice; on SQLite,
+  one writer at a time, one conditional `UPDATE … RETURNING` finds and leases them. A lease
+  that runs out (its worker died) makes the delivery due again: every event is delivered at
+  least once.
 - Sending runs beside the loop. Each endpoint has a local queue of leased deliveries and at
   most `max_concurrency` requests in flight; a finished send starts the next one at once. An
   endpoint's queue holds no more than it can send well within the lease, sized from its recent
