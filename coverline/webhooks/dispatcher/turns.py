@@ -236,8 +236,10 @@ class Dispatcher:
             raise
         self._count_outcomes()
         for endpoint_id, claims in claimed.items():
-            queue = self._queues[endpoint_id]
-            queue.waiting.extend(claims)
+            self._queues[endpoint_id].waiting.extend(claims)
+        # Every queue, not only those that claimed: a slot may have freed (a raised
+        # `max_concurrency`, the global limit no longer reached) with deliveries waiting.
+        for queue in self._live():
             self._pump(queue)
         self._forget_idle_queues()
         return bool(claimed) or bool(results) or bool(self._tasks)
@@ -485,21 +487,34 @@ class Dispatcher:
         )
 
     # ------------------------------------------------------------------ sending
-    def _pump(self, queue: EndpointQueue) -> None:
-        """Start as many of the endpoint's waiting deliveries as its slots allow."""
-        limit = self._settings.max_in_flight
-        while (
-            queue.waiting
+    def _may_send(self, queue: EndpointQueue) -> bool:
+        return (
+            bool(queue.waiting)
             and queue.in_flight < queue.config.max_concurrency
-            and self._in_flight < limit
+            and self._in_flight < self._settings.max_in_flight
             and not self._stopping
-        ):
-            claim = queue.waiting.popleft()
-            queue.in_flight += 1
-            self._in_flight += 1
-            task = asyncio.create_task(self._send(queue, claim))
+        )
+
+    def _take(self, queue: EndpointQueue) -> Claim:
+        queue.in_flight += 1
+        self._in_flight += 1
+        return queue.waiting.popleft()
+
+    def _pump(self, queue: EndpointQueue) -> None:
+        """Start a lane for each of the endpoint's waiting deliveries its slots allow."""
+        while self._may_send(queue):
+            task = asyncio.create_task(self._lane(queue, self._take(queue)))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
+
+    async def _lane(self, queue: EndpointQueue, claim: Claim) -> None:
+        """Send, then the endpoint's next waiting delivery while its slot is free: one task
+        per slot in use, not one per request."""
+        while True:
+            await self._send(queue, claim)
+            if not self._may_send(queue):
+                return
+            claim = self._take(queue)
 
     def _finished(self, queue: EndpointQueue, result: Result) -> None:
         queue.in_flight -= 1
@@ -519,11 +534,12 @@ class Dispatcher:
         ):
             queue.asked = True
             self._wake.set()
-        self._pump(queue)
         if self._in_flight == self._settings.max_in_flight - 1:
-            # A global slot freed: give it to whichever endpoint waits for one.
+            # A global slot freed: give it to whichever endpoint waits for one (this one's
+            # lane takes it back if none does).
             for other in self._live():
-                self._pump(other)
+                if other is not queue:
+                    self._pump(other)
 
     async def _send(self, queue: EndpointQueue, claim: Claim) -> None:
         endpoint = queue.config
