@@ -391,3 +391,33 @@ async def test_a_format_change_applies_to_deliveries_made_after_it(
     assert set(by_event) == {"BOOKING_CREATED", "purchase.successful"}
     assert by_event["BOOKING_CREATED"]["payload"]["id"] == first["id"]
     assert by_event["purchase.successful"]["data"]["reference"] == second["id"]
+
+
+async def test_a_body_that_cannot_be_rendered_at_commit_never_fails_the_change(
+    services: Services, partner: PartnerFixture, receiver: Receiver, monkeypatch: Any
+) -> None:
+    """The booking is answered 200 and its delivery made without a body; the dispatcher
+    renders it from the event when it sends."""
+    from coverline.webhooks import formats
+
+    endpoint = await add_endpoint(partner.sandbox, receiver.url)
+    render = formats.body_for
+
+    def broken(*_args: Any) -> bytes:
+        raise KeyError("policy")
+
+    monkeypatch.setattr(formats, "body_for", broken)
+    booking = await instant(partner)
+    monkeypatch.setattr(formats, "body_for", render)
+    async with services.database.reading() as session:
+        bodies = (
+            await session.scalars(
+                select(WebhookDelivery.body).where(WebhookDelivery.partner_id == partner.id)
+            )
+        ).all()
+    assert bodies == [None]
+    async with running_dispatcher(services):
+        (received,) = await receiver.wait_for(1)
+    assert received.json()["payload"]["id"] == booking["id"]
+    detail = await settle(partner, endpoint, "succeeded")
+    assert detail["attempts"] == 1
