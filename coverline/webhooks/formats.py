@@ -159,6 +159,22 @@ def body_for(fmt: str, name: str, part: int, event_type: str, payload: dict[str,
     return js_json(document)
 
 
+def sent_body(
+    stored: bytes | None,
+    fmt: str,
+    name: str,
+    part: int,
+    event_type: str,
+    payload: dict[str, Any] | None,
+) -> bytes:
+    """What a delivery sends: the body stored when its event committed, or, for a delivery
+    made before bodies were stored (or whose rendering failed then), the body rendered now."""
+    if stored is not None:
+        return stored
+    assert payload is not None
+    return body_for(fmt, name, part, event_type, payload)
+
+
 # Past 2**53 a JavaScript number is a double: integers there are read as JSON.parse reads them.
 _EXACT_INTEGERS = 2**53
 # ECMAScript orders integer-like keys ("0", "7", not "07") of an object before the others.

@@ -344,11 +344,14 @@ async def delivery_page(
             delivery, event, attempts = await service.get_delivery(session, endpoint, delivery_id)
         except NotFound:
             raise not_found() from None
-    body = delivery.body
-    if body is None:
-        body = formats.body_for(
-            endpoint.format, delivery.event_type, delivery.part, event.type, event.payload
-        )
+    body = formats.sent_body(
+        delivery.body,
+        endpoint.format,
+        delivery.event_type,
+        delivery.part,
+        event.type,
+        event.payload,
+    )
     return await page(
         p,
         "webhooks/delivery.html",

@@ -36,12 +36,9 @@ async def attempt(
 ) -> tuple[int | None, str | None, str | None, float | None]:
     """One request: (status, response excerpt, error, Retry-After seconds). `headers` is
     filled in as they are made, so that a failure still records what was sent."""
-    body = claim.body
-    if body is None:
-        assert claim.payload is not None
-        body = formats.body_for(
-            endpoint.format, claim.name, claim.part, claim.event_type, claim.payload
-        )
+    body = formats.sent_body(
+        claim.body, endpoint.format, claim.name, claim.part, claim.event_type, claim.payload
+    )
     now = time.time()
     headers["Content-Type"] = "application/json"
     headers["User-Agent"] = USER_AGENT
