@@ -25,7 +25,13 @@ from coverline.kit.clock import Clock
 from coverline.messaging.models import Message
 from coverline.observability.metrics import MESSAGE_CHANNELS
 from coverline.renewals.models import Renewal
-from coverline.webhooks.models import WebhookDelivery, WebhookEndpoint
+from coverline.webhooks.models import (
+    DELIVERING,
+    PENDING,
+    WebhookDelivery,
+    WebhookEndpoint,
+    status_is,
+)
 
 log = logging.getLogger("coverline.metrics")
 DEPTH_CAP = 100_000
@@ -49,7 +55,7 @@ async def _held(session: AsyncSession, *when: Any) -> int:
     per_endpoint = (
         select(func.count())
         .select_from(D)
-        .where(D.endpoint_id == E.id, D.status == "pending", *when)
+        .where(D.endpoint_id == E.id, status_is(D.status, PENDING), *when)
         .scalar_subquery()
     )
     total = await session.scalar(
@@ -61,10 +67,10 @@ async def _held(session: AsyncSession, *when: Any) -> int:
 
 
 async def _webhooks(session: AsyncSession, now: datetime) -> tuple[dict[str, int], float]:
-    pending = D.status == "pending"
+    pending = status_is(D.status, PENDING)
     due = await _capped_count(session, pending, D.next_attempt_at <= now, table=D)
     waiting = await _capped_count(session, pending, D.next_attempt_at > now, table=D)
-    in_flight = await _capped_count(session, D.status == "delivering", table=D)
+    in_flight = await _capped_count(session, status_is(D.status, DELIVERING), table=D)
     # Pending deliveries of a disabled endpoint wait for it to be enabled again: not a
     # backlog of the dispatcher. A disabled endpoint gets no new deliveries, so it holds what
     # was pending when it was disabled; each is counted on the endpoint's own index.
@@ -76,7 +82,7 @@ async def _webhooks(session: AsyncSession, now: datetime) -> tuple[dict[str, int
         "in_flight": in_flight,
         "held": min(held_due + held_waiting, DEPTH_CAP),
     }
-    # One probe of the (endpoint, status, next attempt) index per enabled endpoint.
+    # One probe of the (endpoint, next attempt) index of pending deliveries per enabled endpoint.
     per_endpoint = (
         select(func.min(D.next_attempt_at))
         .where(D.endpoint_id == E.id, pending, D.next_attempt_at <= now)

@@ -19,7 +19,13 @@ from coverline.kit.request_id import current_request_id
 from coverline.partners.crypto import SecretBox
 from coverline.partners.models import ApiCredential
 from coverline.webhooks import formats, signing
-from coverline.webhooks.models import WebhookAttempt, WebhookDelivery, WebhookEndpoint
+from coverline.webhooks.models import (
+    PENDING,
+    WebhookAttempt,
+    WebhookDelivery,
+    WebhookEndpoint,
+    status_is,
+)
 from coverline.webhooks.network import check_url
 from coverline.webhooks.schemas import EndpointIn, EndpointPatch
 
@@ -187,7 +193,7 @@ async def delete_endpoint(session: AsyncSession, scope: EndpointScope, public_id
         update(WebhookDelivery)
         .where(
             WebhookDelivery.endpoint_id == endpoint.id,
-            WebhookDelivery.status == "pending",
+            status_is(WebhookDelivery.status, PENDING),
         )
         .values(status="failed", last_error="The endpoint was deleted.", completed_at=scope.now)
     )

@@ -22,7 +22,15 @@ from sqlalchemy.dialects.postgresql import ARRAY
 
 from coverline.db.base import UTCDateTime
 from coverline.events.models import Event
-from coverline.webhooks.models import WebhookAttempt, WebhookDelivery, WebhookEndpoint
+from coverline.webhooks.models import (
+    DELIVERING,
+    LIVE,
+    PENDING,
+    WebhookAttempt,
+    WebhookDelivery,
+    WebhookEndpoint,
+    status_is,
+)
 
 DELIVERIES = cast(Table, WebhookDelivery.__table__)
 ATTEMPTS = cast(Table, WebhookAttempt.__table__)
@@ -53,13 +61,13 @@ def _due(table: Any, now: Any, *columns: Any) -> Any:
         earlier.c.endpoint_id == table.c.endpoint_id,
         earlier.c.ordering_key == table.c.ordering_key,
         earlier.c.id < table.c.id,
-        earlier.c.status.in_(("pending", "delivering")),
+        status_is(earlier.c.status, *LIVE),
     )
     return (
         select(*columns)
         .where(
             table.c.endpoint_id == bindparam("endpoint"),
-            table.c.status == "pending",
+            status_is(table.c.status, PENDING),
             table.c.next_attempt_at <= now,
             ~blocked,
         )
@@ -90,7 +98,7 @@ def _statements() -> dict[str, Any]:
     now = bindparam("now", type_=UTCDateTime())
     claimed = [d[name] for name in CLAIMED]
     leased = {
-        "status": "delivering",
+        "status": DELIVERING,
         "lease_expires_at": bindparam("lease", type_=UTCDateTime()),
         "leased_by": bindparam("worker"),
     }
@@ -99,7 +107,9 @@ def _statements() -> dict[str, Any]:
     candidate = DELIVERIES.alias("candidate")
     picked = _due(candidate, now, candidate.c.id).scalar_subquery()
     mine = and_(
-        d.id == bindparam("b_id"), d.leased_by == bindparam("worker"), d.status == "delivering"
+        d.id == bindparam("b_id"),
+        d.leased_by == bindparam("worker"),
+        status_is(d.status, DELIVERING),
     )
     recorded: dict[str, Any] = {
         "attempts": bindparam("b_attempts"),
@@ -110,7 +120,9 @@ def _statements() -> dict[str, Any]:
         "leased_by": None,
     }
     live = and_(e.enabled.is_(True), e.deleted_at.is_(None))
-    has_due = exists().where(d.endpoint_id == e.id, d.status == "pending", d.next_attempt_at <= now)
+    has_due = exists().where(
+        d.endpoint_id == e.id, status_is(d.status, PENDING), d.next_attempt_at <= now
+    )
     return {
         "claim": update(DELIVERIES).where(d.id.in_(picked)).values(**leased).returning(*claimed),
         # PostgreSQL: lock, then lease those rows by id, since PostgreSQL may run a LIMIT …
@@ -127,12 +139,12 @@ def _statements() -> dict[str, Any]:
         .where(
             d.id.in_(bindparam("ids", expanding=True)),
             d.leased_by == bindparam("worker"),
-            d.status == "delivering",
+            status_is(d.status, DELIVERING),
         )
-        .values(status="pending", leased_by=None, lease_expires_at=None),
+        .values(status=PENDING, leased_by=None, lease_expires_at=None),
         "reap": update(DELIVERIES)
-        .where(d.status == "delivering", d.lease_expires_at < now)
-        .values(status="pending", leased_by=None, lease_expires_at=None),
+        .where(status_is(d.status, DELIVERING), d.lease_expires_at < now)
+        .values(status=PENDING, leased_by=None, lease_expires_at=None),
         "attempt": insert(ATTEMPTS),
         "final": update(DELIVERIES)
         .where(mine)
@@ -147,16 +159,17 @@ def _statements() -> dict[str, Any]:
         # of walking every leased row.
         "succeeded": _succeeded(
             d.id.in_(select(column("value")).select_from(func.json_each(bindparam("ids")))),
-            func.likely(d.status == "delivering"),
+            func.likely(status_is(d.status, DELIVERING)),
         ),
         "succeeded_array": _succeeded(
-            d.id == any_(bindparam("ids", type_=ARRAY(BigInteger))), d.status == "delivering"
+            d.id == any_(bindparam("ids", type_=ARRAY(BigInteger))),
+            status_is(d.status, DELIVERING),
         ),
         "retry": update(DELIVERIES)
         .where(mine)
         .values(
             **recorded,
-            status="pending",
+            status=PENDING,
             next_attempt_at=bindparam("b_next", type_=UTCDateTime()),
         ),
         "due_endpoints": select(ENDPOINTS).where(live, has_due),
