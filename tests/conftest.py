@@ -184,6 +184,10 @@ async def partner_state(
                 owned = columns.package_id.in_([r["id"] for r in state["quote_packages"]])
             elif "delivery_id" in columns:
                 owned = columns.delivery_id.in_([r["id"] for r in state["webhook_deliveries"]])
+            elif "delivery_public_id" in columns:
+                owned = columns.delivery_public_id.in_(
+                    [r["public_id"] for r in state["webhook_deliveries"]]
+                )
             else:
                 raise AssertionError(f"whose rows are in {table.name}? Link it or list it.")
             if mode is not None and "mode" in columns:

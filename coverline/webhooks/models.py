@@ -81,10 +81,8 @@ class WebhookEndpoint(Base):
 
 class WebhookDelivery(Base):
     """One event for one endpoint. `public_id` is the `webhook-id` header, the same on every
-    retry; `ordering_key` (the resource) keeps deliveries about one booking in order. `body`
-    is the exact bytes every attempt sends, rendered in the endpoint's format when the event
-    was committed (deliveries made before it existed have none: they are rendered from the
-    event when sent); `request_id` is the event's, for the attempt log."""
+    retry; `ordering_key` (the resource) keeps deliveries about one booking in order; what it
+    sends is its `WebhookDeliveryBody`; `request_id` is the event's, for the attempt log."""
 
     __tablename__ = "webhook_deliveries"
 
@@ -97,7 +95,6 @@ class WebhookDelivery(Base):
     partner_id: Mapped[int] = mapped_column(BigInteger)
     mode: Mapped[str] = mapped_column(String(8))
     ordering_key: Mapped[str] = mapped_column(String(64))
-    body: Mapped[bytes | None] = mapped_column(LargeBinary, default=None)
     request_id: Mapped[str | None] = mapped_column(String(64), default=None)
     # pending → delivering → succeeded | failed (and back to pending on retry or redelivery)
     status: Mapped[str] = mapped_column(String(12))
@@ -133,6 +130,26 @@ class WebhookDelivery(Base):
         Index("ix_webhook_deliveries_order", "endpoint_id", "ordering_key", "id", **_where(*LIVE)),
         Index("ix_webhook_deliveries_lease", "lease_expires_at", **_where(DELIVERING)),
     )
+
+
+class WebhookDeliveryBody(Base):
+    """The exact bytes every attempt of a delivery sends, rendered in the endpoint's format
+    when the event was committed. A delivery without one (made before bodies were stored, or
+    whose rendering failed then) is rendered from its event when sent. Apart from the delivery
+    row, which is written again at every claim and result: that row stays a few hundred bytes
+    (SQLite and PostgreSQL both write a changed row whole), and the body is written once."""
+
+    __tablename__ = "webhook_delivery_bodies"
+
+    delivery_public_id: Mapped[str] = mapped_column(
+        String(40),
+        ForeignKey("webhook_deliveries.public_id", ondelete="CASCADE"),
+        primary_key=True,
+    )
+    body: Mapped[bytes] = mapped_column(LargeBinary)
+
+    # For the unit of work: a delivery made with the ORM is inserted before its body.
+    delivery: Mapped[WebhookDelivery] = relationship(lazy="raise")
 
 
 class WebhookAttempt(Base):

@@ -23,6 +23,7 @@ from coverline.webhooks.models import (
     PENDING,
     WebhookAttempt,
     WebhookDelivery,
+    WebhookDeliveryBody,
     WebhookEndpoint,
     status_is,
 )
@@ -221,6 +222,7 @@ async def signing_material(
 
 ENDPOINTS = cast(Table, WebhookEndpoint.__table__)
 DELIVERIES = cast(Table, WebhookDelivery.__table__)
+BODIES = cast(Table, WebhookDeliveryBody.__table__)
 LIVE_ENDPOINTS = select(ENDPOINTS.c.id, ENDPOINTS.c.format, ENDPOINTS.c.events).where(
     ENDPOINTS.c.partner_id == bindparam("partner_id"),
     ENDPOINTS.c.mode == bindparam("mode"),
@@ -279,6 +281,7 @@ async def fan_out(session: AsyncSession, events: Sequence[Event]) -> None:
     # Real time: a sandbox test clock may put the event in the future.
     now = datetime.now(UTC)
     rows = []
+    stored = []
     woken = set()
     for event in relevant:
         key = (event.partner_id, event.mode)
@@ -291,9 +294,13 @@ async def fan_out(session: AsyncSession, events: Sequence[Event]) -> None:
         bodies = _Bodies(event)
         for endpoint in endpoints:
             for message in wanted(endpoint.format, endpoint.events, event.type, event.payload):
+                public_id = delivery_public_id()
+                body = bodies.get(endpoint.format, message)
+                if body is not None:
+                    stored.append({"delivery_public_id": public_id, "body": body})
                 rows.append(
                     {
-                        "public_id": delivery_public_id(),
+                        "public_id": public_id,
                         "endpoint_id": endpoint.id,
                         "event_id": event.id,
                         "part": message.part,
@@ -301,7 +308,6 @@ async def fan_out(session: AsyncSession, events: Sequence[Event]) -> None:
                         "partner_id": event.partner_id,
                         "mode": event.mode,
                         "ordering_key": event.resource_id,
-                        "body": bodies.get(endpoint.format, message),
                         "request_id": event.request_id,
                         "status": "pending",
                         "attempts": 0,
@@ -313,6 +319,8 @@ async def fan_out(session: AsyncSession, events: Sequence[Event]) -> None:
                 woken.add(str(endpoint.id))
     if rows:
         await connection.execute(insert(DELIVERIES), rows)
+        if stored:
+            await connection.execute(insert(BODIES), stored)
         Database.wake(session, WAKE_CHANNEL, woken)
 
 
@@ -332,7 +340,6 @@ def deliver_to(
             partner_id=event.partner_id,
             mode=event.mode,
             ordering_key=event.resource_id,
-            body=bodies.get(endpoint.format, message),
             request_id=event.request_id or current_request_id(),
             status="pending",
             attempts=0,
@@ -342,6 +349,9 @@ def deliver_to(
             created_at=datetime.now(UTC),
         )
         session.add(delivery)
+        body = bodies.get(endpoint.format, message)
+        if body is not None:
+            session.add(WebhookDeliveryBody(delivery=delivery, body=body))
         created.append(delivery)
     if created:
         Database.wake(session, WAKE_CHANNEL, (str(endpoint.id),))
@@ -393,6 +403,16 @@ async def get_delivery(
         .order_by(WebhookAttempt.id)
     )
     return delivery, event, list(attempts)
+
+
+async def stored_body(session: AsyncSession, delivery: WebhookDelivery) -> bytes | None:
+    """The bytes the delivery sends, when they were stored as the event was committed."""
+    body: bytes | None = await session.scalar(
+        select(WebhookDeliveryBody.body).where(
+            WebhookDeliveryBody.delivery_public_id == delivery.public_id
+        )
+    )
+    return body
 
 
 def _reschedule(now: datetime) -> dict[str, Any]:

@@ -8,8 +8,9 @@ from typing import Any
 from sqlalchemy import func, select
 
 from coverline.runtime import Services
+from coverline.webhooks import service
 from coverline.webhooks.dispatcher import Dispatcher
-from coverline.webhooks.models import WebhookDelivery
+from coverline.webhooks.models import WebhookDelivery, WebhookDeliveryBody
 from tests.conftest import PartnerFixture
 from tests.fixtures.payloads import instant_booking_request, policyholder, quote_request
 from tests.fixtures.receiver import Answer, Receiver
@@ -313,8 +314,9 @@ async def test_disabling_an_endpoint_gives_back_the_deliveries_waiting_in_a_queu
 async def test_the_body_is_rendered_at_commit_and_sent_as_stored_on_every_attempt(
     services: Services, partner: PartnerFixture, receiver: Receiver
 ) -> None:
-    """The delivery row holds the exact bytes the partner receives, on the first attempt and
-    on the retry, with the event's request id for the attempt log."""
+    """The delivery's body row holds the exact bytes the partner receives, on the first
+    attempt and on the retry; the delivery row has the event's request id for the attempt
+    log."""
     from coverline.events.models import Event
     from coverline.webhooks import formats
 
@@ -328,14 +330,15 @@ async def test_the_body_is_rendered_at_commit_and_sent_as_stored_on_every_attemp
                 .where(WebhookDelivery.partner_id == partner.id)
             )
         ).one()
-    assert delivery.body == formats.body_for(
+        stored = await service.stored_body(session, delivery)
+    assert stored == formats.body_for(
         "xcover", "BOOKING_CREATED", 0, "BOOKING_CREATED", event.payload
     )
     assert delivery.request_id == event.request_id is not None
     receiver.answer(Answer(status=500))
     async with running_dispatcher(services):
         first, second = await receiver.wait_for(2)
-    assert first.body == second.body == delivery.body
+    assert first.body == second.body == stored
     assert first.json()["payload"]["id"] == booking["id"]
     detail = await settle(partner, endpoint, "succeeded")
     assert [a["request_id"] for a in detail["attempts_log"]] == [event.request_id] * 2
@@ -344,9 +347,9 @@ async def test_the_body_is_rendered_at_commit_and_sent_as_stored_on_every_attemp
 async def test_a_delivery_without_a_stored_body_is_rendered_from_its_event(
     services: Services, partner: PartnerFixture, receiver: Receiver
 ) -> None:
-    """Deliveries made before bodies were stored (migration 0009) carry none: the dispatcher
+    """Deliveries made before bodies were stored (migration 0009) have none: the dispatcher
     renders the same bytes from the event, and takes the request id from it."""
-    from sqlalchemy import update
+    from sqlalchemy import delete, update
 
     from coverline.events.models import Event
 
@@ -356,15 +359,19 @@ async def test_a_delivery_without_a_stored_body_is_rendered_from_its_event(
         delivery = await session.scalar(
             select(WebhookDelivery).where(WebhookDelivery.partner_id == partner.id)
         )
-        assert delivery is not None and delivery.body is not None
-        stored = delivery.body
+        assert delivery is not None
+        stored = await service.stored_body(session, delivery)
+        assert stored is not None
         request_id = await session.scalar(
             select(Event.request_id).where(Event.id == delivery.event_id)
         )
         await session.execute(
-            update(WebhookDelivery)
-            .where(WebhookDelivery.id == delivery.id)
-            .values(body=None, request_id=None)
+            delete(WebhookDeliveryBody).where(
+                WebhookDeliveryBody.delivery_public_id == delivery.public_id
+            )
+        )
+        await session.execute(
+            update(WebhookDelivery).where(WebhookDelivery.id == delivery.id).values(request_id=None)
         )
     async with running_dispatcher(services):
         (received,) = await receiver.wait_for(1)
@@ -410,12 +417,17 @@ async def test_a_body_that_cannot_be_rendered_at_commit_never_fails_the_change(
     booking = await instant(partner)
     monkeypatch.setattr(formats, "body_for", render)
     async with services.database.reading() as session:
-        bodies = (
-            await session.scalars(
-                select(WebhookDelivery.body).where(WebhookDelivery.partner_id == partner.id)
+        deliveries = (
+            await session.execute(
+                select(WebhookDelivery.public_id, WebhookDeliveryBody.body)
+                .outerjoin(
+                    WebhookDeliveryBody,
+                    WebhookDeliveryBody.delivery_public_id == WebhookDelivery.public_id,
+                )
+                .where(WebhookDelivery.partner_id == partner.id)
             )
         ).all()
-    assert bodies == [None]
+    assert [body for _public_id, body in deliveries] == [None]
     async with running_dispatcher(services):
         (received,) = await receiver.wait_for(1)
     assert received.json()["payload"]["id"] == booking["id"]

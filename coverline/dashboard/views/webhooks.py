@@ -344,8 +344,9 @@ async def delivery_page(
             delivery, event, attempts = await service.get_delivery(session, endpoint, delivery_id)
         except NotFound:
             raise not_found() from None
+        stored = await service.stored_body(session, delivery)
     body = formats.sent_body(
-        delivery.body,
+        stored,
         endpoint.format,
         delivery.event_type,
         delivery.part,

@@ -7,6 +7,7 @@ from typing import Any, cast
 
 from sqlalchemy import (
     BigInteger,
+    String,
     Table,
     and_,
     any_,
@@ -28,12 +29,14 @@ from coverline.webhooks.models import (
     PENDING,
     WebhookAttempt,
     WebhookDelivery,
+    WebhookDeliveryBody,
     WebhookEndpoint,
     status_is,
 )
 
 DELIVERIES = cast(Table, WebhookDelivery.__table__)
 ATTEMPTS = cast(Table, WebhookAttempt.__table__)
+BODIES = cast(Table, WebhookDeliveryBody.__table__)
 ENDPOINTS = cast(Table, WebhookEndpoint.__table__)
 EVENTS = cast(Table, Event.__table__)
 
@@ -47,7 +50,6 @@ CLAIMED = (
     "attempts",
     "failures",
     "created_at",
-    "body",
     "request_id",
     "event_id",
 )
@@ -80,7 +82,7 @@ def _succeeded(ids: Any, leased: Any) -> Any:
     d = DELIVERIES.c
     return (
         update(DELIVERIES)
-        .where(ids, d.leased_by == bindparam("worker"), leased)
+        .where(ids, leased)
         .values(
             status="succeeded",
             attempts=d.attempts + 1,
@@ -91,6 +93,10 @@ def _succeeded(ids: Any, leased: Any) -> Any:
             completed_at=bindparam("completed", type_=UTCDateTime()),
         )
     )
+
+
+def _bodies(ids: Any) -> Any:
+    return select(BODIES.c.delivery_public_id, BODIES.c.body).where(ids)
 
 
 def _statements() -> dict[str, Any]:
@@ -106,11 +112,12 @@ def _statements() -> dict[str, Any]:
     # reads an alias, for a subquery of the table being updated would be correlated to it.
     candidate = DELIVERIES.alias("candidate")
     picked = _due(candidate, now, candidate.c.id).scalar_subquery()
-    mine = and_(
-        d.id == bindparam("b_id"),
-        d.leased_by == bindparam("worker"),
-        status_is(d.status, DELIVERING),
-    )
+    # A delivery has a `leased_by` only while it is delivering, so the statements about this
+    # worker's deliveries, named by id, test that alone: given the lease index's predicate
+    # (`status = 'delivering'`), a planner may walk every leased row instead of looking the
+    # ids up (PostgreSQL did, for the successes).
+    leased_by_me = d.leased_by == bindparam("worker")
+    mine = and_(d.id == bindparam("b_id"), leased_by_me)
     recorded: dict[str, Any] = {
         "attempts": bindparam("b_attempts"),
         "failures": bindparam("b_failures"),
@@ -131,15 +138,24 @@ def _statements() -> dict[str, Any]:
         "lease": update(DELIVERIES)
         .where(d.id == any_(bindparam("ids", type_=ARRAY(BigInteger))))
         .values(**leased),
-        # Deliveries made before bodies were stored: the events to render them from.
+        # The stored bodies of the claimed deliveries, by `webhook-id`: `ids` is a JSON array
+        # on SQLite, an array on PostgreSQL (one prepared statement whatever their number).
+        "bodies": _bodies(
+            BODIES.c.delivery_public_id.in_(
+                select(column("value")).select_from(func.json_each(bindparam("ids")))
+            )
+        ),
+        "bodies_array": _bodies(
+            BODIES.c.delivery_public_id == any_(bindparam("ids", type_=ARRAY(String)))
+        ),
+        # Deliveries without a stored body: the events to render them from.
         "events": select(EVENTS.c.id, EVENTS.c.type, EVENTS.c.payload, EVENTS.c.request_id).where(
             EVENTS.c.id.in_(bindparam("ids", expanding=True))
         ),
         "give_back": update(DELIVERIES)
         .where(
             d.id.in_(bindparam("ids", expanding=True)),
-            d.leased_by == bindparam("worker"),
-            status_is(d.status, DELIVERING),
+            leased_by_me,
         )
         .values(status=PENDING, leased_by=None, lease_expires_at=None),
         "reap": update(DELIVERIES)
@@ -154,16 +170,13 @@ def _statements() -> dict[str, Any]:
             completed_at=bindparam("completed", type_=UTCDateTime()),
         ),
         # Successes go together, one statement per status code: `ids` is a JSON array on
-        # SQLite (json_each), an array on PostgreSQL. `likely` tells SQLite's planner that
-        # most rows of the lease index match, so it looks the ids up by primary key instead
-        # of walking every leased row.
+        # SQLite (json_each), an array on PostgreSQL.
         "succeeded": _succeeded(
             d.id.in_(select(column("value")).select_from(func.json_each(bindparam("ids")))),
-            func.likely(status_is(d.status, DELIVERING)),
+            leased_by_me,
         ),
         "succeeded_array": _succeeded(
-            d.id == any_(bindparam("ids", type_=ARRAY(BigInteger))),
-            status_is(d.status, DELIVERING),
+            d.id == any_(bindparam("ids", type_=ARRAY(BigInteger))), leased_by_me
         ),
         "retry": update(DELIVERIES)
         .where(mine)

@@ -390,11 +390,18 @@ class Dispatcher:
                 )
         if not rows:
             return []
-        events = await self._events_to_render(connection, rows)
+        public_ids: str | list[str] = [row[1] for row in rows]
+        statement = SQL["bodies_array"]
+        if self._database.is_sqlite:
+            statement, public_ids = SQL["bodies"], orjson.dumps(public_ids).decode()
+        found = await connection.execute(statement, {"ids": public_ids})
+        bodies: dict[str, bytes] = {public_id: body for public_id, body in found.all()}
+        events = await self._events_to_render(connection, rows, bodies)
         claims = []
         for row in rows:
             (delivery_id, public_id, part, name, attempts, failures, created_at) = row[:7]
-            body, request_id, event_id = row[7:10]
+            request_id, event_id = row[7:9]
+            body = bodies.get(public_id)
             event_type, payload = "", None
             if body is None:
                 event_type, payload, request_id = events[event_id]
@@ -416,11 +423,14 @@ class Dispatcher:
         return claims
 
     async def _events_to_render(
-        self, connection: AsyncConnection, rows: Sequence[Sequence[Any]]
+        self,
+        connection: AsyncConnection,
+        rows: Sequence[Sequence[Any]],
+        bodies: dict[str, bytes],
     ) -> dict[int, tuple[str, dict[str, Any], str | None]]:
-        """The events of the claimed deliveries that carry no body (made before bodies were
-        stored, or whose rendering failed when the event was written)."""
-        missing = {row[9] for row in rows if row[7] is None}
+        """The events of the claimed deliveries that have no stored body (made before bodies
+        were stored, or whose rendering failed when the event was written)."""
+        missing = {row[8] for row in rows if row[1] not in bodies}
         if not missing:
             return {}
         found = await connection.execute(SQL["events"], {"ids": list(missing)})
