@@ -3,6 +3,8 @@
 SQLite runs in WAL mode with `synchronous=NORMAL` and a busy timeout; writing transactions
 start with `BEGIN IMMEDIATE` so that a read-then-write never fails half-way on a lock upgrade.
 Reads use a second engine whose transactions begin deferred, so they never queue behind writers.
+The WAL is checkpointed on a thread (`Checkpointer`), not by whichever commit finds it long:
+statements run in the event loop's thread, and a checkpoint there stopped the loop.
 
 A transaction that creates work for a worker (a webhook delivery, say) asks to `wake` its
 channel. Once it commits, the subscribers of this process are called at once; on PostgreSQL the
@@ -17,6 +19,9 @@ import contextlib
 import errno
 import logging
 import socket
+import sqlite3
+import threading
+import time
 from collections import defaultdict
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from contextlib import asynccontextmanager
@@ -116,7 +121,62 @@ def normalise_url(url: str) -> str:
     return parsed.render_as_string(hide_password=False)
 
 
-def _sqlite_engine(url: str, begin: str, pool_size: int) -> AsyncEngine:
+CHECKPOINT_SECONDS = 1.0
+
+
+class Checkpointer:
+    """Checkpoints a SQLite database's WAL on a connection of its own, off the event loop.
+
+    The engines' connections never checkpoint as they commit (SQLite's default would, in the
+    event loop's thread, every thousand pages). Instead, at most every `CHECKPOINT_SECONDS`,
+    the write transaction that has just committed hands a passive checkpoint to a thread
+    (`sqlite3` lets go of the GIL while SQLite copies the pages and syncs the file) and keeps
+    the process's write lock until it ends: the loop goes on sending and reading meanwhile,
+    and the next writer finds the WAL checkpointed whole, so SQLite starts it again from its
+    beginning and the file stays as small as the writes of one interval. A checkpoint that
+    fails (another process holds the file, say) is tried again after the next commit."""
+
+    def __init__(self, path: str, seconds: float = CHECKPOINT_SECONDS) -> None:
+        self._path = path
+        self._seconds = seconds
+        self._last = time.monotonic()
+        self._connection: sqlite3.Connection | None = None
+        self._guard = threading.Lock()
+
+    def due(self) -> bool:
+        return time.monotonic() - self._last >= self._seconds
+
+    def run(self) -> None:
+        """One passive checkpoint (blocking: run it on a thread)."""
+        self._last = time.monotonic()
+        with self._guard:
+            try:
+                if self._connection is None:
+                    self._connection = sqlite3.connect(
+                        self._path, timeout=0, isolation_level=None, check_same_thread=False
+                    )
+                self._connection.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+            except sqlite3.Error as exc:
+                log.debug("SQLite checkpoint deferred: %s", exc)
+
+    def close(self) -> None:
+        with self._guard:
+            if self._connection is not None:
+                self._connection.close()
+                self._connection = None
+
+
+def _sqlite_file(url: str) -> str | None:
+    """The database file of a SQLite URL; None for an in-memory database."""
+    database = make_url(url).database
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return None
+    return database
+
+
+def _sqlite_engine(
+    url: str, begin: str, pool_size: int, *, checkpoints: bool = True
+) -> AsyncEngine:
     engine = create_async_engine(
         url,
         pool_size=pool_size,
@@ -140,6 +200,8 @@ def _sqlite_engine(url: str, begin: str, pool_size: int) -> AsyncEngine:
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.execute("PRAGMA busy_timeout=30000")
         cursor.execute("PRAGMA foreign_keys=ON")
+        if not checkpoints:
+            cursor.execute("PRAGMA wal_autocheckpoint=0")
         cursor.close()
 
     @event.listens_for(engine.sync_engine, "begin")
@@ -156,12 +218,23 @@ class Database:
     logged with its message, and the parameters are customers' data.
     """
 
-    def __init__(self, url: str, *, pool_size: int = 10) -> None:
+    def __init__(
+        self, url: str, *, pool_size: int = 10, checkpoint_seconds: float = CHECKPOINT_SECONDS
+    ) -> None:
         self.url = normalise_url(url)
         self.dialect = make_url(self.url).get_backend_name()
+        self._checkpointer: Checkpointer | None = None
         if self.dialect == "sqlite":
-            self.engine = _sqlite_engine(self.url, "BEGIN IMMEDIATE", pool_size=4)
-            self.read_engine = _sqlite_engine(self.url, "BEGIN", pool_size=pool_size)
+            path = _sqlite_file(self.url)
+            if path is not None:
+                self._checkpointer = Checkpointer(path, checkpoint_seconds)
+            checkpoints = self._checkpointer is None
+            self.engine = _sqlite_engine(
+                self.url, "BEGIN IMMEDIATE", pool_size=4, checkpoints=checkpoints
+            )
+            self.read_engine = _sqlite_engine(
+                self.url, "BEGIN", pool_size=pool_size, checkpoints=checkpoints
+            )
         else:
             self.engine = create_async_engine(
                 self.url,
@@ -198,6 +271,8 @@ class Database:
                     await self._notify(session, wakes)
             if wakes:
                 self._wake_here(wakes)
+            if self._checkpointer is not None and self._checkpointer.due():
+                await asyncio.to_thread(self._checkpointer.run)
 
     # ------------------------------------------------------------------ wake-ups
     @staticmethod
@@ -270,3 +345,5 @@ class Database:
         await self.engine.dispose()
         if self.read_engine is not self.engine:
             await self.read_engine.dispose()
+        if self._checkpointer is not None:
+            self._checkpointer.close()

@@ -1,14 +1,15 @@
-"""The migrations build the schema the models describe, and 0007 goes down and up again."""
+"""The migrations build the schema the models describe; 0007 and 0011 go down and up again."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import Connection, inspect
+from sqlalchemy import Connection, inspect, text
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from coverline.db.engine import normalise_url
@@ -57,4 +58,52 @@ async def test_the_request_id_columns_go_down_and_up_again(tmp_path: Path) -> No
         assert await _on(url, _request_id_columns) == {"events": False, "webhook_attempts": False}
         await upgrade(url)
         assert await _on(url, _request_id_columns) == {"events": True, "webhook_attempts": True}
+        assert await _on(url, _differences) == []
+
+
+async def test_delivery_bodies_move_to_their_table_and_back(tmp_path: Path) -> None:
+    """0011 moves the stored bodies out of the delivery rows; going down puts them back."""
+    async with fresh_database(tmp_path) as url:
+        await upgrade(url, "0010")
+
+        def seed(connection: Connection) -> None:
+            # Deliveries alone: no endpoint, event or partner rows behind them.
+            if connection.dialect.name == "postgresql":
+                connection.exec_driver_sql("SET session_replication_role = replica")
+            for number, body in ((1, b'{"a": 1}'), (2, None)):
+                connection.execute(
+                    text(
+                        "INSERT INTO webhook_deliveries (id, public_id, endpoint_id, event_id,"
+                        " part, event_type, partner_id, mode, ordering_key, body, status,"
+                        " attempts, failures, next_attempt_at, created_at) VALUES (:id, :pid,"
+                        " 1, :id, 0, 'BOOKING_CREATED', 1, 'live', 'ins_1', :body, 'succeeded',"
+                        " 1, 0, :at, :at)"
+                    ),
+                    {"id": number, "pid": f"wd_{number}", "body": body, "at": datetime.now(UTC)},
+                )
+
+        def bodies(connection: Connection) -> list[tuple[str, bytes]]:
+            rows = connection.execute(
+                text("SELECT delivery_public_id, body FROM webhook_delivery_bodies ORDER BY 1")
+            )
+            return [(public_id, bytes(body)) for public_id, body in rows]
+
+        def inline(connection: Connection) -> list[tuple[str, bytes | None]]:
+            rows = connection.execute(
+                text("SELECT public_id, body FROM webhook_deliveries ORDER BY id")
+            )
+            return [(public_id, None if body is None else bytes(body)) for public_id, body in rows]
+
+        def downgrade(connection: Connection) -> None:
+            config = alembic_config(url)
+            config.attributes["connection"] = connection
+            command.downgrade(config, "0010")
+
+        await _on(url, seed)
+        await upgrade(url)
+        assert await _on(url, bodies) == [("wd_1", b'{"a": 1}')]
+        await _on(url, downgrade)
+        assert await _on(url, inline) == [("wd_1", b'{"a": 1}'), ("wd_2", None)]
+        await upgrade(url)
+        assert await _on(url, bodies) == [("wd_1", b'{"a": 1}')]
         assert await _on(url, _differences) == []
