@@ -201,10 +201,10 @@ async def partner_state(
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Tests marked `postgresql` deploy on PostgreSQL whatever the backend: they belong to
-    the PostgreSQL pass alone, so that a run on both backends does not repeat them."""
-    if backend() == "postgresql":
-        return
-    deselected = [item for item in items if item.get_closest_marker("postgresql")]
+    the PostgreSQL pass alone, so that a run on both backends does not repeat them. Tests
+    marked `sqlite` are about SQLite's own machinery (its WAL, say): the SQLite pass alone."""
+    other = "sqlite" if backend() == "postgresql" else "postgresql"
+    deselected = [item for item in items if item.get_closest_marker(other)]
     if deselected:
         config.hook.pytest_deselected(items=deselected)
-        items[:] = [item for item in items if not item.get_closest_marker("postgresql")]
+        items[:] = [item for item in items if not item.get_closest_marker(other)]

@@ -4,7 +4,6 @@ loop's thread: the WAL file stays as small as what is written between two checkp
 from __future__ import annotations
 
 import asyncio
-import os
 from pathlib import Path
 
 import pytest
@@ -33,9 +32,7 @@ async def _write_and_measure(database: Database, wal: Path, *, pause: float) -> 
     return largest
 
 
-@pytest.mark.skipif(
-    os.environ.get("COVERLINE_TEST_DATABASE", "sqlite") != "sqlite", reason="SQLite's WAL"
-)
+@pytest.mark.sqlite
 async def test_checkpoints_keep_the_wal_small(tmp_path: Path) -> None:
     path = tmp_path / "checkpoints.db"
     database = Database(f"sqlite:///{path}", checkpoint_seconds=0.2)
@@ -51,9 +48,7 @@ async def test_checkpoints_keep_the_wal_small(tmp_path: Path) -> None:
     assert largest < 3_000_000, largest
 
 
-@pytest.mark.skipif(
-    os.environ.get("COVERLINE_TEST_DATABASE", "sqlite") != "sqlite", reason="SQLite's WAL"
-)
+@pytest.mark.sqlite
 async def test_without_checkpoints_the_same_writes_grow_the_wal(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
