@@ -98,7 +98,9 @@ def record(tally: Tally) -> Tally:
 async def test_kill_9_of_a_worker_mid_batch(chaos: Chaos) -> None:
     running = chaos.deployment
     partner = await running.partner()
-    receiver = running.receiver(delay=0.08)  # every worker always has requests in flight
+    # Each request waits a quarter of a second at the receiver: every worker always has
+    # requests in flight, for longer than it takes to look at the leases and kill one.
+    receiver = running.receiver(delay=0.25)
     await receiver.ready()
     await partner.endpoint(chaos.apis[0], receiver.url, retry_schedule=[0.5, 0.5, 0.5])
 
