@@ -34,10 +34,8 @@ def status_is(column: Any, *states: str) -> ColumnElement[bool]:
     """A test of a delivery's `status` written with literals, not bound parameters: a planner
     uses a partial index only for a query whose WHERE states the index's predicate, and a
     parameter states nothing (SQLite's rule; PostgreSQL's too for a generic plan)."""
-    values: list[ColumnElement[str]] = [
-        literal_column(f"'{state}'") for state in states if state.isalpha()
-    ]
-    assert len(values) == len(states), states
+    assert all(state.isalpha() for state in states), states
+    values: list[ColumnElement[str]] = [literal_column(f"'{state}'") for state in states]
     if len(values) == 1:
         return column == values[0]  # type: ignore[no-any-return]
     return column.in_(values)  # type: ignore[no-any-return]

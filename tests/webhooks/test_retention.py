@@ -80,13 +80,13 @@ async def test_housekeeping_deletes_what_is_older_than_the_retention_and_keeps_t
         # one was made before it, and is kept however old.
         await session.execute(
             update(WebhookDelivery)
-            .where(WebhookDelivery.public_id.in_((old["id"], pending["id"])))
-            .values(created_at=long_ago, completed_at=None)
+            .where(WebhookDelivery.public_id == old["id"])
+            .values(created_at=long_ago, completed_at=long_ago)
         )
         await session.execute(
             update(WebhookDelivery)
-            .where(WebhookDelivery.public_id == old["id"])
-            .values(completed_at=long_ago)
+            .where(WebhookDelivery.public_id == pending["id"])
+            .values(created_at=long_ago)
         )
         await session.execute(
             update(WebhookAttempt)

@@ -390,10 +390,7 @@ class Dispatcher:
                 )
         if not rows:
             return []
-        public_ids: str | list[str] = [row[1] for row in rows]
-        statement = SQL["bodies_array"]
-        if self._database.is_sqlite:
-            statement, public_ids = SQL["bodies"], orjson.dumps(public_ids).decode()
+        statement, public_ids = self._for_ids("bodies", [row[1] for row in rows])
         found = await connection.execute(statement, {"ids": public_ids})
         bodies: dict[str, bytes] = {public_id: body for public_id, body in found.all()}
         events = await self._events_to_render(connection, rows, bodies)
@@ -421,6 +418,13 @@ class Dispatcher:
                 )
             )
         return claims
+
+    def _for_ids(self, name: str, ids: Sequence[int | str]) -> tuple[Any, str | Sequence[Any]]:
+        """The statement `name` about these ids and its `ids` parameter: a JSON array for
+        `json_each` on SQLite, an array (`name`_array) on PostgreSQL."""
+        if self._database.is_sqlite:
+            return SQL[name], orjson.dumps(list(ids)).decode()
+        return SQL[f"{name}_array"], ids
 
     async def _events_to_render(
         self,
@@ -650,10 +654,7 @@ class Dispatcher:
         connection = await session.connection()
         await connection.execute(SQL["attempt"], attempts)
         for code, delivery_ids in succeeded.items():
-            ids: str | list[int] = delivery_ids
-            statement = SQL["succeeded_array"]
-            if self._database.is_sqlite:
-                statement, ids = SQL["succeeded"], orjson.dumps(delivery_ids).decode()
+            statement, ids = self._for_ids("succeeded", delivery_ids)
             await connection.execute(
                 statement, {"ids": ids, "code": code, "completed": now, "worker": self.worker_id}
             )
