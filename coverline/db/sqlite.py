@@ -19,6 +19,7 @@ from typing import Any, cast
 
 from sqlalchemy.dialects.sqlite.pysqlite import SQLiteDialect_pysqlite
 from sqlalchemy.engine import URL
+from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.pool import AsyncAdaptedQueuePool, Pool
 from sqlalchemy.util import await_
 
@@ -70,6 +71,20 @@ class _Connection:
 
     def __setattr__(self, name: str, value: Any) -> None:
         setattr(self._connection, name, value)
+
+    @property
+    def sqlite(self) -> sqlite3.Connection:
+        return cast(sqlite3.Connection, self._connection)
+
+
+def driver_connection(connection: AsyncConnection) -> sqlite3.Connection | None:
+    """The `sqlite3` connection under `connection`, in its transaction, when it is one of
+    this dialect's; None for any other driver (whose statements must be awaited)."""
+    sync = connection.sync_connection
+    if sync is None or sync.dialect.driver != SQLiteDialectInline.driver:
+        return None
+    dbapi = sync.connection.dbapi_connection
+    return dbapi.sqlite if isinstance(dbapi, _Connection) else None
 
 
 class SQLiteDialectInline(SQLiteDialect_pysqlite):

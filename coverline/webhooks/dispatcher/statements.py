@@ -1,5 +1,6 @@
 """Every statement of a dispatcher's turn, built once: a turn only binds values (Core, no
-ORM), so that no statement is compiled or its cache key computed per turn."""
+ORM), so that no statement is compiled or its cache key computed per turn. Those of every
+turn are also `Prepared` (`RUN`): on SQLite they run on the driver's connection."""
 
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import ARRAY
 
 from coverline.db.base import UTCDateTime
+from coverline.db.prepared import Prepared
 from coverline.events.models import Event
 from coverline.webhooks.models import (
     DELIVERING,
@@ -52,6 +54,18 @@ CLAIMED = (
     "created_at",
     "request_id",
     "event_id",
+)
+# What the dispatcher writes of each attempt: every column but the id.
+ATTEMPT_KEYS = (
+    "delivery_id",
+    "attempted_at",
+    "duration_ms",
+    "status_code",
+    "request_headers",
+    "response_excerpt",
+    "error",
+    "worker",
+    "request_id",
 )
 
 
@@ -93,6 +107,21 @@ def _succeeded(ids: Any, leased: Any) -> Any:
             completed_at=bindparam("completed", type_=UTCDateTime()),
         )
     )
+
+
+def _json_ids(ids: Any) -> Any:
+    """`ids` is one of the values of the JSON array `ids` (SQLite)."""
+    return ids.in_(select(column("value")).select_from(func.json_each(bindparam("ids"))))
+
+
+def _array_ids(ids: Any, type_: Any) -> Any:
+    """`ids` is one of the values of the array `ids` (PostgreSQL)."""
+    return ids == any_(bindparam("ids", type_=ARRAY(type_)))
+
+
+def _healthy(ids: Any) -> Any:
+    e = ENDPOINTS.c
+    return update(ENDPOINTS).where(ids, e.failing_since.is_not(None)).values(failing_since=None)
 
 
 def _bodies(ids: Any) -> Any:
@@ -140,14 +169,8 @@ def _statements() -> dict[str, Any]:
         .values(**leased),
         # The stored bodies of the claimed deliveries, by `webhook-id`: `ids` is a JSON array
         # on SQLite, an array on PostgreSQL (one prepared statement whatever their number).
-        "bodies": _bodies(
-            BODIES.c.delivery_public_id.in_(
-                select(column("value")).select_from(func.json_each(bindparam("ids")))
-            )
-        ),
-        "bodies_array": _bodies(
-            BODIES.c.delivery_public_id == any_(bindparam("ids", type_=ARRAY(String)))
-        ),
+        "bodies": _bodies(_json_ids(BODIES.c.delivery_public_id)),
+        "bodies_array": _bodies(_array_ids(BODIES.c.delivery_public_id, String)),
         # Deliveries without a stored body: the events to render them from.
         "events": select(EVENTS.c.id, EVENTS.c.type, EVENTS.c.payload, EVENTS.c.request_id).where(
             EVENTS.c.id.in_(bindparam("ids", expanding=True))
@@ -171,13 +194,8 @@ def _statements() -> dict[str, Any]:
         ),
         # Successes go together, one statement per status code: `ids` is a JSON array on
         # SQLite (json_each), an array on PostgreSQL.
-        "succeeded": _succeeded(
-            d.id.in_(select(column("value")).select_from(func.json_each(bindparam("ids")))),
-            leased_by_me,
-        ),
-        "succeeded_array": _succeeded(
-            d.id == any_(bindparam("ids", type_=ARRAY(BigInteger))), leased_by_me
-        ),
+        "succeeded": _succeeded(_json_ids(d.id), leased_by_me),
+        "succeeded_array": _succeeded(_array_ids(d.id, BigInteger), leased_by_me),
         "retry": update(DELIVERIES)
         .where(mine)
         .values(
@@ -187,9 +205,8 @@ def _statements() -> dict[str, Any]:
         ),
         "due_endpoints": select(ENDPOINTS).where(live, has_due),
         "endpoints": select(ENDPOINTS).where(e.id.in_(bindparam("ids", expanding=True))),
-        "healthy": update(ENDPOINTS)
-        .where(e.id.in_(bindparam("ids", expanding=True)), e.failing_since.is_not(None))
-        .values(failing_since=None),
+        "healthy": _healthy(_json_ids(e.id)),
+        "healthy_array": _healthy(_array_ids(e.id, BigInteger)),
         "failing": update(ENDPOINTS)
         .where(e.id == bindparam("b_id"), e.failing_since.is_(None))
         .values(failing_since=bindparam("since", type_=UTCDateTime())),
@@ -197,3 +214,23 @@ def _statements() -> dict[str, Any]:
 
 
 SQL = _statements()
+# The statements of every turn, and of every result.
+RUN = {
+    name: Prepared(SQL[name], keys=ATTEMPT_KEYS if name == "attempt" else None)
+    for name in (
+        "claim",
+        "due_locking",
+        "lease",
+        "bodies",
+        "bodies_array",
+        "attempt",
+        "succeeded",
+        "succeeded_array",
+        "final",
+        "retry",
+        "reap",
+        "healthy",
+        "healthy_array",
+        "failing",
+    )
+}

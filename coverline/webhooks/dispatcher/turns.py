@@ -37,7 +37,7 @@ from coverline.webhooks.dispatcher.queues import (
     Result,
 )
 from coverline.webhooks.dispatcher.sending import attempt
-from coverline.webhooks.dispatcher.statements import SQL
+from coverline.webhooks.dispatcher.statements import RUN, SQL
 from coverline.webhooks.models import WebhookAttempt, WebhookDelivery, WebhookEndpoint
 from coverline.webhooks.network import (
     ForbiddenAddress,
@@ -366,8 +366,8 @@ class Dispatcher:
         oldest first."""
         lease = now + timedelta(seconds=self._settings.lease_seconds)
         if self._database.is_sqlite:
-            found = await connection.execute(
-                SQL["claim"],
+            found = await RUN["claim"].execute(
+                connection,
                 {
                     "endpoint": endpoint_id,
                     "now": now,
@@ -377,22 +377,21 @@ class Dispatcher:
                 },
             )
             # RETURNING follows no ORDER BY; every row is due, one per resource at most.
-            rows = sorted(found.all(), key=itemgetter(0))
+            rows = sorted(found, key=itemgetter(0))
         else:
-            found = await connection.execute(
-                SQL["due_locking"], {"endpoint": endpoint_id, "now": now, "limit": limit}
+            rows = await RUN["due_locking"].execute(
+                connection, {"endpoint": endpoint_id, "now": now, "limit": limit}
             )
-            rows = list(found.all())
             if rows:
-                await connection.execute(
-                    SQL["lease"],
+                await RUN["lease"].execute(
+                    connection,
                     {"ids": [row[0] for row in rows], "lease": lease, "worker": self.worker_id},
                 )
         if not rows:
             return []
-        statement, public_ids = self._for_ids("bodies", [row[1] for row in rows])
-        found = await connection.execute(statement, {"ids": public_ids})
-        bodies: dict[str, bytes] = {public_id: body for public_id, body in found.all()}
+        name, public_ids = self._for_ids("bodies", [row[1] for row in rows])
+        found = await RUN[name].execute(connection, {"ids": public_ids})
+        bodies: dict[str, bytes] = dict(found)
         events = await self._events_to_render(connection, rows, bodies)
         claims = []
         for row in rows:
@@ -419,17 +418,18 @@ class Dispatcher:
             )
         return claims
 
-    def _for_ids(self, name: str, ids: Sequence[int | str]) -> tuple[Any, str | Sequence[Any]]:
-        """The statement `name` about these ids and its `ids` parameter: a JSON array for
-        `json_each` on SQLite, an array (`name`_array) on PostgreSQL."""
+    def _for_ids(self, name: str, ids: Sequence[int | str]) -> tuple[str, str | Sequence[Any]]:
+        """The name of the statement `name` about these ids for this backend, and its `ids`
+        parameter: a JSON array for `json_each` on SQLite, an array (`name`_array) on
+        PostgreSQL."""
         if self._database.is_sqlite:
-            return SQL[name], orjson.dumps(list(ids)).decode()
-        return SQL[f"{name}_array"], ids
+            return name, orjson.dumps(list(ids)).decode()
+        return f"{name}_array", ids
 
     async def _events_to_render(
         self,
         connection: AsyncConnection,
-        rows: Sequence[Sequence[Any]],
+        rows: Sequence[tuple[Any, ...]],
         bodies: dict[str, bytes],
     ) -> dict[int, tuple[str, dict[str, Any], str | None]]:
         """The events of the claimed deliveries that have no stored body (made before bodies
@@ -652,16 +652,14 @@ class Dispatcher:
                 outcomes.append((result, "retry"))
         # Core executemany on the connection: many rows, one statement each.
         connection = await session.connection()
-        await connection.execute(SQL["attempt"], attempts)
+        await RUN["attempt"].executemany(connection, attempts)
         for code, delivery_ids in succeeded.items():
-            statement, ids = self._for_ids("succeeded", delivery_ids)
-            await connection.execute(
-                statement, {"ids": ids, "code": code, "completed": now, "worker": self.worker_id}
+            name, ids = self._for_ids("succeeded", delivery_ids)
+            await RUN[name].execute(
+                connection, {"ids": ids, "code": code, "completed": now, "worker": self.worker_id}
             )
-        if finals:
-            await connection.execute(SQL["final"], finals)
-        if retries:
-            await connection.execute(SQL["retry"], retries)
+        await RUN["final"].executemany(connection, finals)
+        await RUN["retry"].executemany(connection, retries)
         for endpoint_id, ok in health.items():
             queue = self._queues.get(endpoint_id)
             if ok and queue is not None:
@@ -692,15 +690,12 @@ class Dispatcher:
         failing = [endpoint_id for endpoint_id, ok in health.items() if not ok]
         connection = await session.connection()
         if healthy:
-            await connection.execute(SQL["healthy"], {"ids": healthy})
-        if failing:
-            await connection.execute(
-                SQL["failing"],
-                [
-                    {"b_id": endpoint_id, "since": first_failure[endpoint_id]}
-                    for endpoint_id in failing
-                ],
-            )
+            name, ids = self._for_ids("healthy", healthy)
+            await RUN[name].execute(connection, {"ids": ids})
+        await RUN["failing"].executemany(
+            connection,
+            [{"b_id": endpoint_id, "since": first_failure[endpoint_id]} for endpoint_id in failing],
+        )
         disabled = set()
         for endpoint_id in gone:
             if await disable_endpoint(session, endpoint_id, "The endpoint answered 410 Gone.", now):
@@ -736,7 +731,7 @@ class Dispatcher:
     async def _reap_leases(self, session: AsyncSession, now: datetime) -> None:
         """Deliveries whose worker died with them claimed become due again."""
         connection = await session.connection()
-        await connection.execute(SQL["reap"], {"now": now})
+        await RUN["reap"].execute(connection, {"now": now})
 
 
 async def disable_endpoint(
