@@ -125,7 +125,19 @@ class WebhookDelivery(Base):
             **_where(PENDING),
         ),
         # The claim's order check: an earlier delivery of the same resource still to go.
-        Index("ix_webhook_deliveries_order", "endpoint_id", "ordering_key", "id", **_where(*LIVE)),
+        # Partial on PostgreSQL only. Its columns never change, so on SQLite, which writes an
+        # index entry again only when one of its columns or of its predicate's changes, the
+        # whole index is never written after the insert; partial, every claim and every
+        # result rewrote an entry in it, and its order (by resource) scatters them over its
+        # pages: 187 pages written per turn of 139 deliveries instead of 60. PostgreSQL
+        # writes an entry in every index at each non-HOT update: there it stays partial.
+        Index(
+            "ix_webhook_deliveries_order",
+            "endpoint_id",
+            "ordering_key",
+            "id",
+            postgresql_where=_where(*LIVE)["postgresql_where"],
+        ),
         Index("ix_webhook_deliveries_lease", "lease_expires_at", **_where(DELIVERING)),
     )
 

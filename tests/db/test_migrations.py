@@ -1,4 +1,5 @@
-"""The migrations build the schema the models describe; 0007 and 0011 go down and up again."""
+"""The migrations build the schema the models describe; 0007, 0011 and 0012 go down and up
+again."""
 
 from __future__ import annotations
 
@@ -106,4 +107,45 @@ async def test_delivery_bodies_move_to_their_table_and_back(tmp_path: Path) -> N
         assert await _on(url, inline) == [("wd_1", b'{"a": 1}'), ("wd_2", None)]
         await upgrade(url)
         assert await _on(url, bodies) == [("wd_1", b'{"a": 1}')]
+        assert await _on(url, _differences) == []
+
+
+def _order_index(connection: Connection) -> str:
+    """The definition of the claim's order-check index, as the database holds it."""
+    if connection.dialect.name == "sqlite":
+        query = "SELECT sql FROM sqlite_master WHERE name = 'ix_webhook_deliveries_order'"
+    else:
+        query = "SELECT indexdef FROM pg_indexes WHERE indexname = 'ix_webhook_deliveries_order'"
+    return str(connection.execute(text(query)).scalar_one())
+
+
+async def test_the_order_index_is_whole_on_sqlite_and_partial_on_postgresql(
+    tmp_path: Path,
+) -> None:
+    """0012: on SQLite the index's columns never change after the insert, so claims and results
+    never write it; PostgreSQL keeps 0010's partial index (going down leaves it as it is)."""
+    async with fresh_database(tmp_path) as url:
+        await upgrade(url)
+        sqlite = url.startswith("sqlite")
+        columns = "(endpoint_id, ordering_key, id)"
+        partial_sqlite = f"{columns} WHERE status IN ('pending', 'delivering')"
+        current = await _on(url, _order_index)
+        if sqlite:
+            assert current.endswith(f"ON webhook_deliveries {columns}"), current
+        else:
+            assert "WHERE" in current and "'pending'" in current and "'delivering'" in current
+
+        def downgrade(connection: Connection) -> None:
+            config = alembic_config(url)
+            config.attributes["connection"] = connection
+            command.downgrade(config, "0011")
+
+        await _on(url, downgrade)
+        before = await _on(url, _order_index)
+        if sqlite:
+            assert before.endswith(partial_sqlite), before
+        else:
+            assert before == current
+        await upgrade(url)
+        assert await _on(url, _order_index) == current
         assert await _on(url, _differences) == []

@@ -54,7 +54,9 @@ class EndpointConfig:
     refused: str | None
 
 
-@dataclass(frozen=True, slots=True)
+# Not frozen: a frozen dataclass sets each field through `object.__setattr__`, and a claim is
+# made for every delivery sent. Nothing changes one once made.
+@dataclass(slots=True)
 class Claim:
     delivery_id: int
     public_id: str
