@@ -1051,6 +1051,8 @@ def main() -> None:
     )
     parser.add_argument("--profile", type=Path, default=None, help="py-spy output directory")
     args = parser.parse_args()
+    if args.rounds < 1:
+        parser.error("--rounds must be at least 1")
     if args.profile is not None:
         args.profile.mkdir(parents=True, exist_ok=True)
         if shutil.which("py-spy") is None:

@@ -5,9 +5,9 @@ On SQLite (the inline driver of `coverline.db.sqlite`), a `Prepared` statement i
 for the engine's dialect. Running it binds the values with the column types' own processors,
 so the text and numbers stored are those SQLAlchemy would store, and executes it on the
 `sqlite3` connection of the caller's transaction: no execution context, no result object, no
-switch of greenlet. A statement of a few microseconds on a local file otherwise spends five to
-ten times that in SQLAlchemy. On PostgreSQL a `Prepared` statement runs through SQLAlchemy like
-any other (asyncpg prepares it).
+switch of greenlet (in the dispatcher's profile, that machinery took more of the worker's
+time than SQLite spent on the statements). On PostgreSQL a `Prepared` statement runs through
+SQLAlchemy like any other (asyncpg prepares it).
 
 Rows come back as tuples of processed values (aware datetimes, decoded JSON), in the order of
 the statement's columns. A driver error is raised as SQLAlchemy's `DBAPIError`, as it would be
