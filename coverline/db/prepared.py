@@ -55,15 +55,12 @@ class _Compiled:
                 fixed = bind.value if processor is None else processor(bind.value)
                 slots.append((None, fixed, None))
         self._slots = tuple(slots)
-        columns = getattr(statement, "exported_columns", ())
-        self._results: tuple[Processor, ...] | None = (
-            tuple(
-                column.type.dialect_impl(dialect).result_processor(dialect, None)
-                for column in columns
-            )
-            if columns
-            else None
+        processors = tuple(
+            column.type.dialect_impl(dialect).result_processor(dialect, None)
+            for column in getattr(statement, "exported_columns", ())
         )
+        # None when the driver's values are the values already (or there are no rows).
+        self._results: tuple[Processor, ...] | None = processors if any(processors) else None
 
     def bind(self, values: Mapping[str, Any]) -> list[Any]:
         bound = []
@@ -78,7 +75,7 @@ class _Compiled:
 
     def rows(self, raw: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
         processors = self._results
-        if processors is None or not any(processors):
+        if processors is None:
             return raw
         return [
             tuple(

@@ -41,10 +41,11 @@ def status_is(column: Any, *states: str) -> ColumnElement[bool]:
     return column.in_(values)  # type: ignore[no-any-return]
 
 
-def _where(*states: str) -> dict[str, Any]:
+def _where(*states: str, backends: tuple[str, ...] = ("sqlite", "postgresql")) -> dict[str, Any]:
+    """An index's predicate `status` in `states`, on these backends (whole on the others)."""
     quoted = ", ".join(f"'{state}'" for state in states)
     predicate = text(f"status = {quoted}" if len(states) == 1 else f"status IN ({quoted})")
-    return {"sqlite_where": predicate, "postgresql_where": predicate}
+    return {f"{backend}_where": predicate for backend in backends}
 
 
 class WebhookEndpoint(Base):
@@ -136,7 +137,7 @@ class WebhookDelivery(Base):
             "endpoint_id",
             "ordering_key",
             "id",
-            postgresql_where=_where(*LIVE)["postgresql_where"],
+            **_where(*LIVE, backends=("postgresql",)),
         ),
         Index("ix_webhook_deliveries_lease", "lease_expires_at", **_where(DELIVERING)),
     )
