@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import pytest
 from sqlalchemy import func, select
 
 from coverline.runtime import Services
@@ -251,6 +252,51 @@ async def test_a_turn_leases_what_the_queue_may_hold_and_stopping_gives_back_the
     # Stopping finished and recorded the two sends and gave the third lease back.
     assert len(receiver.received) == 2
     assert await delivery_statuses(services, partner) == {"succeeded": 2, "pending": 8}
+
+
+@pytest.mark.sqlite
+async def test_the_turn_takes_the_write_lock_ahead_of_the_writers_waiting(
+    services: Services, partner: PartnerFixture, receiver: Receiver
+) -> None:
+    """SQLite: a turn claims before the requests' transactions already waiting for the
+    process's write lock, so a committed delivery does not wait for them all."""
+    from coverline.webhooks.dispatcher import DispatchSettings
+
+    await add_endpoint(partner.sandbox, receiver.url)
+    await instant(partner)
+    holding, release = asyncio.Event(), asyncio.Event()
+    seen: list[dict[str, int]] = []
+
+    async def holder() -> None:
+        async with services.database.transaction():
+            holding.set()
+            await release.wait()
+
+    async def writer() -> None:
+        async with services.database.transaction() as session:
+            rows = await session.execute(
+                select(WebhookDelivery.status, func.count())
+                .where(WebhookDelivery.partner_id == partner.id)
+                .group_by(WebhookDelivery.status)
+            )
+            seen.append({status: count for status, count in rows.all()})
+
+    # A slow answer keeps the delivery `delivering` while the writers look.
+    receiver.answer(Answer(delay=0.5))
+    settings = DispatchSettings(allow_private_networks=True)
+    async with Dispatcher(services.database, services.box, services.clock, settings) as idle:
+        held = asyncio.create_task(holder())
+        await holding.wait()
+        writers = [asyncio.create_task(writer()) for _ in range(2)]
+        await asyncio.sleep(0)
+        turn = asyncio.create_task(idle.turn())
+        await asyncio.sleep(0)
+        # The writers came first, yet the turn goes ahead of them.
+        assert seen == []
+        release.set()
+        await asyncio.gather(held, *writers, turn)
+        assert seen == [{"delivering": 1}, {"delivering": 1}]
+    assert await delivery_statuses(services, partner) == {"succeeded": 1}
 
 
 def test_an_endpoint_holds_what_it_sends_within_a_third_of_the_lease() -> None:

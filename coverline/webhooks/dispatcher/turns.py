@@ -216,7 +216,7 @@ class Dispatcher:
         now = self._clock.now()
         claimed: dict[int, list[Claim]] = {}
         try:
-            async with self._database.transaction() as session:
+            async with self._database.transaction(first=True) as session:
                 if results:
                     await self._record(session, results, now)
                 if release:
