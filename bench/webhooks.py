@@ -948,10 +948,13 @@ async def sqlite_phases(args: argparse.Namespace, receiver: ReceiverClient, pid:
             )
             # SQLite has one writing process: the producer and the worker share one process
             # and its write lock, as `coverline serve` runs them (embedded mode).
+            from coverline.kit.heap import freeze_startup
             from coverline.worker import BackgroundWorker
 
             embedded = BackgroundWorker(outbox.services)
             embedded.start()
+            # As `coverline serve` does once started: full collections skip what start-up made.
+            freeze_startup()
             try:
                 await asyncio.sleep(1.0)
                 for load in args.latency:

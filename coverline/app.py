@@ -26,6 +26,7 @@ from coverline.dashboard.app import create_dashboard
 from coverline.db.engine import database_unreachable
 from coverline.documents.api import router as documents_router
 from coverline.kit.errors import BadRequest, CoverlineError, PayloadTooLarge, ServiceUnavailable
+from coverline.kit.heap import freeze_startup
 from coverline.kit.http import (
     AUTHENTICATED_ERRORS,
     UNSTORABLE_TEXT,
@@ -203,6 +204,8 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
         if owned and settings.run_worker:
             worker = BackgroundWorker(app.state.services)
             worker.start()
+        if owned:
+            freeze_startup()
         try:
             yield
         finally:

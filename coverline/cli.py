@@ -322,11 +322,13 @@ async def _run_worker(settings: Settings) -> None:
 
     from contextlib import AsyncExitStack
 
+    from coverline.kit.heap import freeze_startup
     from coverline.observability.exporter import serving_metrics
     from coverline.runtime import Services
     from coverline.worker import Worker
 
     services = Services.build(settings)
+    freeze_startup()
     try:
         async with AsyncExitStack() as stack:
             if settings.worker_metrics_port is not None:
