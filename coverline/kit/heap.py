@@ -12,7 +12,7 @@ def freeze_startup() -> None:
     A serving process holds about 220,000 objects once started (modules, the app, its
     catalogues and caches) that live as long as it does. Each full collection walked them
     all: about 200 ms with the event loop stopped, measured on a serving process, and seen
-    in the webhook latency as a 170-200 ms stall every few seconds under load. Frozen, a full
-    collection walks only what was made since."""
+    in the webhook latency as a stall of 170-200 ms once or a few times in 20 s under load.
+    Frozen, a full collection walks only what was made since."""
     gc.collect()
     gc.freeze()
