@@ -65,9 +65,21 @@ async def test_without_checkpoints_the_same_writes_grow_the_wal(
     assert largest > TRANSACTIONS * len(ROW), largest
 
 
-async def _write_without_pause(database: Database, wal: Path, seconds: float) -> int:
-    """Write rows of ROW back to back for `seconds`, so that checkpoints run while the writers
-    go on; the largest the WAL file grew."""
+async def _write_without_pause(path: Path, seconds: float = 2.0) -> tuple[int, int]:
+    """Write rows of ROW back to back for `seconds` into a new database at `path`, checkpointed
+    every 0.1 s, so that checkpoints run while the writers go on: the rows written, and the
+    largest the WAL file grew."""
+    database = Database(f"sqlite:///{path}", checkpoint_seconds=0.1)
+    try:
+        largest = await _write_back_to_back(database, Path(f"{path}-wal"), seconds)
+        async with database.reading() as session:
+            written = (await session.execute(text("SELECT count(*) FROM blobs"))).scalar_one()
+    finally:
+        await database.dispose()
+    return written, largest
+
+
+async def _write_back_to_back(database: Database, wal: Path, seconds: float) -> int:
     async with database.transaction() as session:
         await session.execute(text("CREATE TABLE blobs (id INTEGER PRIMARY KEY, data BLOB)"))
     largest = 0
@@ -93,14 +105,7 @@ async def test_writers_go_on_during_a_checkpoint_yet_the_wal_starts_again(
     """The first pass copies the WAL while the writers go on, so it rarely copies it whole; the
     second, holding the write lock, copies the rest, and the next writer starts the WAL again
     from its beginning."""
-    path = tmp_path / "busy.db"
-    database = Database(f"sqlite:///{path}", checkpoint_seconds=0.1)
-    try:
-        largest = await _write_without_pause(database, Path(f"{path}-wal"), seconds=2.0)
-        async with database.reading() as session:
-            written = (await session.execute(text("SELECT count(*) FROM blobs"))).scalar_one()
-    finally:
-        await database.dispose()
+    written, largest = await _write_without_pause(tmp_path / "busy.db")
     # Far more written than the WAL ever held.
     assert written * len(ROW) > 3 * largest, (written, largest)
 
@@ -122,14 +127,7 @@ async def test_without_the_second_pass_busy_writers_grow_the_wal(
             original(self)
 
     monkeypatch.setattr(db_engine.Checkpointer, "run", first_pass_only)
-    path = tmp_path / "busy-first-pass.db"
-    database = Database(f"sqlite:///{path}", checkpoint_seconds=0.1)
-    try:
-        largest = await _write_without_pause(database, Path(f"{path}-wal"), seconds=2.0)
-        async with database.reading() as session:
-            written = (await session.execute(text("SELECT count(*) FROM blobs"))).scalar_one()
-    finally:
-        await database.dispose()
+    written, largest = await _write_without_pause(tmp_path / "busy-first-pass.db")
     assert written * len(ROW) < 2 * largest, (written, largest)
 
 
