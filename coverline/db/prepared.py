@@ -123,6 +123,29 @@ class Prepared:
             raise _wrapped(compiled.sql, parameters, exc) from exc
         return compiled.rows(rows)
 
+    async def execute_each(
+        self, connection: AsyncConnection, rows: Sequence[Mapping[str, Any]]
+    ) -> list[tuple[Any, ...]]:
+        """Run a statement that returns one row (an INSERT … RETURNING) once per row of values;
+        the rows it returned, in the order of the values. Elsewhere than SQLite the statement
+        runs once for all of them, so its RETURNING must keep their order
+        (`sort_by_parameter_order=True`)."""
+        if not rows:
+            return []
+        raw = driver_connection(connection)
+        if raw is None:
+            result = await connection.execute(self.statement, list(rows))
+            return [tuple(row) for row in result.all()]
+        compiled = self._for(connection.dialect)
+        returned: list[tuple[Any, ...]] = []
+        for row in rows:
+            parameters = compiled.bind(row)
+            try:
+                returned.extend(raw.execute(compiled.sql, parameters).fetchall())
+            except sqlite3.Error as exc:
+                raise _wrapped(compiled.sql, parameters, exc) from exc
+        return compiled.rows(returned)
+
     async def executemany(
         self, connection: AsyncConnection, rows: Sequence[Mapping[str, Any]]
     ) -> None:

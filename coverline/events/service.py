@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
 
 from coverline.db.engine import before_commit
+from coverline.db.prepared import Prepared
 from coverline.events.models import Event
 from coverline.kit import ids
 from coverline.kit.request_id import current_request_id
@@ -27,8 +28,12 @@ from coverline.webhooks.service import fan_out
 
 OUTBOX = "outbox"
 EVENTS = cast(Table, Event.__table__)
-# Many rows, one statement, ids back in the order of the rows.
-INSERT_EVENTS = insert(EVENTS).returning(EVENTS.c.id, sort_by_parameter_order=True)
+COLUMNS = [column.key for column in EVENTS.columns if column.key != "id"]
+# Many rows, ids back in the order of the rows (one statement on PostgreSQL; one run of the
+# compiled statement per row on SQLite's driver connection).
+INSERT_EVENTS = Prepared(
+    insert(EVENTS).returning(EVENTS.c.id, sort_by_parameter_order=True), keys=COLUMNS
+)
 
 
 class EventType(StrEnum):
@@ -85,16 +90,13 @@ async def write_outbox(session: AsyncSession) -> None:
     await session.flush()
     while pending := session.info.pop(OUTBOX, None):
         connection = await session.connection()
-        rows = [{column.key: getattr(item, column.key) for column in COLUMNS} for item in pending]
-        ids_in_order = (await connection.execute(INSERT_EVENTS, rows)).scalars().all()
-        for item, event_id in zip(pending, ids_in_order, strict=True):
+        rows = [{key: getattr(item, key) for key in COLUMNS} for item in pending]
+        ids_in_order = await INSERT_EVENTS.execute_each(connection, rows)
+        for item, (event_id,) in zip(pending, ids_in_order, strict=True):
             item.id = event_id
         await fan_out(session, pending)
         for item in pending:
             await messaging.fan_out(session, item)
-
-
-COLUMNS = [column for column in EVENTS.columns if column.key != "id"]
 
 
 @event.listens_for(Session, "before_commit")

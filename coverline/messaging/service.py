@@ -15,12 +15,13 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, cast
+from typing import Any, NamedTuple, cast
 
-from sqlalchemy import Table, and_, delete, func, or_, select, update
+from sqlalchemy import Table, and_, bindparam, delete, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from coverline.db.prepared import Prepared
 from coverline.events.models import Event
 from coverline.kit.clock import Clock
 from coverline.kit.dates import server_time
@@ -108,10 +109,19 @@ def message_public_id() -> str:
 
 
 @dataclass(frozen=True)
+class PartnerRef:
+    """What messages say of the partner."""
+
+    id: int
+    name: str
+    support_email: str | None
+
+
+@dataclass(frozen=True)
 class Config:
     """A partner's effective messaging settings in one mode (the defaults without a row)."""
 
-    partner: Partner
+    partner: PartnerRef
     mode: str
     enabled: bool
     channels: list[str]
@@ -140,21 +150,79 @@ class Config:
         return self.mode == "sandbox" and not self.send_in_sandbox
 
 
+PARTNERS = cast(Table, Partner.__table__)
+SETTINGS = cast(Table, MessagingSettings.__table__)
+TEMPLATES = cast(Table, MessageTemplate.__table__)
+SETTING_COLUMNS = (
+    "enabled",
+    "channels",
+    "events",
+    "sender_name",
+    "sender_email",
+    "reply_to",
+    "support_url",
+    "brand_colour",
+    "sms_sender",
+    "send_in_sandbox",
+)
+# Read by every change that causes messages (a booking, a renewal batch): statements compiled
+# once, run on the driver's connection where it can.
+LOAD_CONFIG = Prepared(
+    select(
+        PARTNERS.c.name,
+        PARTNERS.c.support_email,
+        SETTINGS.c.mode,
+        *(SETTINGS.c[name] for name in SETTING_COLUMNS),
+    )
+    .select_from(
+        PARTNERS.outerjoin(
+            SETTINGS,
+            and_(SETTINGS.c.partner_id == PARTNERS.c.id, SETTINGS.c.mode == bindparam("mode")),
+        )
+    )
+    .where(PARTNERS.c.id == bindparam("partner_id"))
+)
+LOAD_TEMPLATES = Prepared(
+    select(
+        TEMPLATES.c.kind,
+        TEMPLATES.c.channel,
+        TEMPLATES.c.language,
+        TEMPLATES.c.subject,
+        TEMPLATES.c.text,
+        TEMPLATES.c.html,
+        TEMPLATES.c.updated_at,
+    )
+    .where(TEMPLATES.c.partner_id == bindparam("partner_id"), TEMPLATES.c.mode == bindparam("mode"))
+    .order_by(TEMPLATES.c.id)
+)
+# What a transaction has read of the settings and templates (see `_forget`).
+CONFIG_CACHE = "messaging_config"
+TEMPLATES_CACHE = "messaging_templates"
+
+
 async def _config_in_transaction(session: AsyncSession, partner_id: int, mode: str) -> Config:
     """A transaction that records many events (a scheduler batch) reads the settings once."""
-    cache: dict[tuple[int, str], Config] = session.info.setdefault("messaging_config", {})
+    cache: dict[tuple[int, str], Config] = session.info.setdefault(CONFIG_CACHE, {})
     config = cache.get((partner_id, mode))
     if config is None:
         config = cache[(partner_id, mode)] = await load_config(session, partner_id, mode)
     return config
 
 
+def _forget(session: AsyncSession) -> None:
+    """A transaction that changes settings or templates reads them again afterwards."""
+    session.info.pop(CONFIG_CACHE, None)
+    session.info.pop(TEMPLATES_CACHE, None)
+
+
 async def load_config(session: AsyncSession, partner_id: int, mode: str) -> Config:
-    partner = await session.get(Partner, partner_id)
-    if partner is None:
+    connection = await session.connection()
+    found = await LOAD_CONFIG.execute(connection, {"partner_id": partner_id, "mode": mode})
+    if not found:
         raise NotFound("Not found.")
-    row = await session.get(MessagingSettings, (partner_id, mode))
-    if row is None:
+    name, support_email, settings_mode, *values = found[0]
+    partner = PartnerRef(partner_id, name, support_email)
+    if settings_mode is None:
         return Config(
             partner,
             mode,
@@ -170,19 +238,20 @@ async def load_config(session: AsyncSession, partner_id: int, mode: str) -> Conf
             False,
             False,
         )
+    row = dict(zip(SETTING_COLUMNS, values, strict=True))
     return Config(
         partner,
         mode,
-        row.enabled,
-        list(row.channels),
-        list(row.events),
-        row.sender_name,
-        row.sender_email,
-        row.reply_to,
-        row.support_url,
-        row.brand_colour,
-        row.sms_sender,
-        row.send_in_sandbox,
+        bool(row["enabled"]),
+        list(row["channels"]),
+        list(row["events"]),
+        row["sender_name"],
+        row["sender_email"],
+        row["reply_to"],
+        row["support_url"],
+        row["brand_colour"],
+        row["sms_sender"],
+        bool(row["send_in_sandbox"]),
         True,
     )
 
@@ -221,8 +290,7 @@ async def save_settings(
             changes=values,
         )
     )
-    # Refresh the row this session may hold from before the upsert.
-    await session.get(MessagingSettings, (partner_id, mode), populate_existing=True)
+    _forget(session)
     return await load_config(session, partner_id, mode)
 
 
@@ -277,18 +345,30 @@ def template_json(
     }
 
 
-async def _overrides(
-    session: AsyncSession, partner_id: int, mode: str, *, kinds: Sequence[str] | None = None
-) -> list[MessageTemplate]:
-    query = select(MessageTemplate).where(
-        MessageTemplate.partner_id == partner_id, MessageTemplate.mode == mode
-    )
-    if kinds is not None:
-        query = query.where(MessageTemplate.kind.in_(kinds))
-    return list(await session.scalars(query.order_by(MessageTemplate.id)))
+class TemplateRow(NamedTuple):
+    """A partner's own template, as read."""
+
+    kind: str
+    channel: str
+    language: str
+    subject: str | None
+    text: str
+    html: str | None
+    updated_at: datetime
 
 
-def _source_of(row: MessageTemplate) -> Source:
+async def _overrides(session: AsyncSession, partner_id: int, mode: str) -> list[TemplateRow]:
+    """The partner's own templates in a mode (a few at most), read once per transaction."""
+    cache: dict[tuple[int, str], list[TemplateRow]] = session.info.setdefault(TEMPLATES_CACHE, {})
+    rows = cache.get((partner_id, mode))
+    if rows is None:
+        connection = await session.connection()
+        found = await LOAD_TEMPLATES.execute(connection, {"partner_id": partner_id, "mode": mode})
+        rows = cache[(partner_id, mode)] = [TemplateRow(*row) for row in found]
+    return rows
+
+
+def _source_of(row: TemplateRow) -> Source:
     return Source(row.subject, row.text, row.html)
 
 
@@ -341,6 +421,7 @@ async def save_template(
         "language": language,
     }
     changes = {"subject": source.subject, "text": source.text, "html": source.html}
+    _forget(session)
     await session.execute(
         _upsert(
             session,
@@ -358,6 +439,7 @@ async def delete_template(
 ) -> None:
     kind, channel, raw_language = address
     language = _check_address(kind, channel, raw_language)
+    _forget(session)
     result = await session.execute(
         delete(MessageTemplate).where(
             MessageTemplate.partner_id == partner_id,
@@ -371,7 +453,7 @@ async def delete_template(
         raise NotFound(f"No {language} {channel} template of your own for {kind}.")
 
 
-def _pick(rows: Sequence[MessageTemplate], kind: str, channel: str, language: str) -> Source | None:
+def _pick(rows: Sequence[TemplateRow], kind: str, channel: str, language: str) -> Source | None:
     found = {(r.kind, r.channel, r.language): r for r in rows}
     for candidate in templates.language_candidates(language):
         row = found.get((kind, channel, candidate))
@@ -416,9 +498,7 @@ async def preview(
         except templates.TemplateProblem as exc:
             raise ValidationFailed(errors={exc.field: [exc.message]}) from None
     else:
-        override = _pick(
-            await _overrides(session, partner_id, mode, kinds=[kind]), kind, channel, language
-        )
+        override = _pick(await _overrides(session, partner_id, mode), kind, channel, language)
         rendered = templates.render(kind, channel, override, context)
     return {
         "event": kind,
@@ -564,9 +644,42 @@ def _dialect_insert(session: AsyncSession, model: Any) -> Any:
 
 
 MESSAGES = cast(Table, Message.__table__)
+# What `_row` sets of a message: every column but the id and those a new message leaves NULL.
+MESSAGE_KEYS = (
+    "public_id",
+    "partner_id",
+    "mode",
+    "booking_id",
+    "kind",
+    "source_event",
+    "event_id",
+    "channel",
+    "language",
+    "recipient",
+    "recipient_name",
+    "sender_name",
+    "sender_email",
+    "reply_to",
+    "sms_sender",
+    "subject",
+    "text",
+    "html",
+    "dedup_key",
+    "status",
+    "attempts",
+    "scheduled_at",
+    "next_attempt_at",
+    "parts_sent",
+    "error",
+    "created_at",
+    "updated_at",
+)
 # INSERT … ON CONFLICT (dedup_key) DO NOTHING: a repeat never fails the transaction.
 _INSERTS = {
-    name: module.insert(MESSAGES).on_conflict_do_nothing(index_elements=["dedup_key"])
+    name: Prepared(
+        module.insert(MESSAGES).on_conflict_do_nothing(index_elements=["dedup_key"]),
+        keys=MESSAGE_KEYS,
+    )
     for name, module in (("postgresql", postgresql), ("sqlite", sqlite))
 }
 
@@ -574,7 +687,7 @@ _INSERTS = {
 async def _insert(session: AsyncSession, rows: list[dict[str, Any]]) -> None:
     """Many messages, one statement compiled once."""
     connection = await session.connection()
-    await connection.execute(_INSERTS[connection.dialect.name], rows)
+    await _INSERTS[connection.dialect.name].executemany(connection, rows)
 
 
 def _upsert(
@@ -629,9 +742,7 @@ async def _create(
     booking_id = str(booking.get("id") or event.resource_id)
     package = await session.get(QuotePackage, booking_id)
     language = templates.normalise_language(package.customer_language if package else None)
-    overrides = await _overrides(
-        session, config.partner.id, config.mode, kinds=sorted({d.kind for d in drafts})
-    )
+    overrides = await _overrides(session, config.partner.id, config.mode)
     now = _real_time.now()
     holder = booking.get("policyholder") or {}
     recipient_name = " ".join(

@@ -15,7 +15,7 @@ import hashlib
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, cast
+from typing import Any, NamedTuple, cast
 
 import orjson
 from sqlalchemy import Table, bindparam, delete, insert, select, update
@@ -24,6 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from coverline.config import Settings
 from coverline.db.engine import Database
+from coverline.db.prepared import Prepared
 from coverline.kit.errors import Locked, ValidationFailed
 from coverline.partners.auth import Principal
 from coverline.partners.crypto import SecretBox
@@ -32,22 +33,43 @@ from coverline.partners.models import IdempotencyKey
 Work = Callable[[AsyncSession], Awaitable[tuple[int, Any]]]
 
 KEYS = cast(Table, IdempotencyKey.__table__)
-FIND = select(
-    KEYS.c.id,
-    KEYS.c.state,
-    KEYS.c.request_digest,
-    KEYS.c.locked_at,
-    KEYS.c.expires_at,
-    KEYS.c.response_body,
-).where(
-    KEYS.c.partner_id == bindparam("partner_id"),
-    KEYS.c.mode == bindparam("mode"),
-    KEYS.c.key == bindparam("key"),
+
+
+class Existing(NamedTuple):
+    """A key found already reserved."""
+
+    id: int
+    state: str
+    request_digest: str
+    locked_at: datetime
+    expires_at: datetime
+    response_body: dict[str, Any] | None
+
+
+# Every write runs them: compiled once, run on the driver's connection where it can.
+FIND = Prepared(
+    select(*(KEYS.c[name] for name in Existing._fields)).where(
+        KEYS.c.partner_id == bindparam("partner_id"),
+        KEYS.c.mode == bindparam("mode"),
+        KEYS.c.key == bindparam("key"),
+    )
 )
-RESERVE = insert(KEYS).returning(KEYS.c.id)
-TAKE_OVER = delete(KEYS).where(KEYS.c.id == bindparam("reservation"))
+RESERVE = Prepared(
+    insert(KEYS).returning(KEYS.c.id),
+    keys=(
+        "partner_id",
+        "mode",
+        "key",
+        "request_digest",
+        "state",
+        "locked_at",
+        "created_at",
+        "expires_at",
+    ),
+)
+TAKE_OVER = Prepared(delete(KEYS).where(KEYS.c.id == bindparam("reservation")))
 RELEASE = TAKE_OVER
-DONE = (
+DONE = Prepared(
     update(KEYS)
     .where(KEYS.c.id == bindparam("reservation"))
     .values(state="done", response_status=bindparam("status"), response_body=bindparam("body"))
@@ -99,13 +121,14 @@ class Idempotency:
             async with self._database.transaction() as session:
                 status, body = await work(session)
                 connection = await session.connection()
-                await connection.execute(
-                    DONE, {"reservation": reservation, "status": status, "body": self._seal(body)}
+                await DONE.execute(
+                    connection,
+                    {"reservation": reservation, "status": status, "body": self._seal(body)},
                 )
         except BaseException:
             async with self._database.transaction() as session:
                 connection = await session.connection()
-                await connection.execute(RELEASE, {"reservation": reservation})
+                await RELEASE.execute(connection, {"reservation": reservation})
             raise
         return Outcome(status, body)
 
@@ -117,15 +140,16 @@ class Idempotency:
                 async with self._database.transaction() as session:
                     connection = await session.connection()
                     found = {"partner_id": principal.partner_id, "mode": principal.mode}
-                    existing = (await connection.execute(FIND, {**found, "key": key})).first()
-                    if existing is not None:
+                    rows = await FIND.execute(connection, {**found, "key": key})
+                    if rows:
+                        existing = Existing(*rows[0])
                         decided = self._decide(existing, digest, now)
                         if decided is not None:
                             return decided
                         # Expired, or abandoned by a crashed request: take it over.
-                        await connection.execute(TAKE_OVER, {"reservation": existing.id})
-                    reserved = await connection.execute(
-                        RESERVE,
+                        await TAKE_OVER.execute(connection, {"reservation": existing.id})
+                    [(reserved,)] = await RESERVE.execute(
+                        connection,
                         {
                             **found,
                             "key": key,
@@ -136,12 +160,12 @@ class Idempotency:
                             "expires_at": now + self._ttl,
                         },
                     )
-                    return int(reserved.scalar_one())
+                    return int(reserved)
             except IntegrityError:
                 continue
         raise Locked()
 
-    def _decide(self, existing: Any, digest: str, now: datetime) -> Outcome | None:
+    def _decide(self, existing: Existing, digest: str, now: datetime) -> Outcome | None:
         if existing.expires_at <= now:
             return None
         if existing.state == "in_flight" and existing.locked_at + self._lock <= now:

@@ -7,12 +7,13 @@ import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any, cast
+from typing import Any, NamedTuple, cast
 
 from sqlalchemy import Table, bindparam, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from coverline.db.engine import Database
+from coverline.db.prepared import Prepared
 from coverline.events.models import Event
 from coverline.kit.errors import NotFound, ValidationFailed
 from coverline.kit.request_id import current_request_id
@@ -223,12 +224,40 @@ async def signing_material(
 ENDPOINTS = cast(Table, WebhookEndpoint.__table__)
 DELIVERIES = cast(Table, WebhookDelivery.__table__)
 BODIES = cast(Table, WebhookDeliveryBody.__table__)
-LIVE_ENDPOINTS = select(ENDPOINTS.c.id, ENDPOINTS.c.format, ENDPOINTS.c.events).where(
-    ENDPOINTS.c.partner_id == bindparam("partner_id"),
-    ENDPOINTS.c.mode == bindparam("mode"),
-    ENDPOINTS.c.enabled.is_(True),
-    ENDPOINTS.c.deleted_at.is_(None),
+# The fan-out's statements, run on the driver's connection where it can (they run in every
+# transaction that records an event).
+LIVE_ENDPOINTS = Prepared(
+    select(ENDPOINTS.c.id, ENDPOINTS.c.format, ENDPOINTS.c.events).where(
+        ENDPOINTS.c.partner_id == bindparam("partner_id"),
+        ENDPOINTS.c.mode == bindparam("mode"),
+        ENDPOINTS.c.enabled.is_(True),
+        ENDPOINTS.c.deleted_at.is_(None),
+    )
 )
+DELIVERY_KEYS = (
+    "public_id",
+    "endpoint_id",
+    "event_id",
+    "part",
+    "event_type",
+    "partner_id",
+    "mode",
+    "ordering_key",
+    "request_id",
+    "status",
+    "attempts",
+    "failures",
+    "next_attempt_at",
+    "created_at",
+)
+INSERT_DELIVERIES = Prepared(insert(DELIVERIES), keys=DELIVERY_KEYS)
+INSERT_BODIES = Prepared(insert(BODIES), keys=("delivery_public_id", "body"))
+
+
+class LiveEndpoint(NamedTuple):
+    id: int
+    format: str
+    events: list[str] | None
 
 
 def wanted(
@@ -277,7 +306,9 @@ async def fan_out(session: AsyncSession, events: Sequence[Event]) -> None:
     if not relevant:
         return
     connection = await session.connection()
-    cache: dict[tuple[int, str], Sequence[Any]] = session.info.setdefault("webhook_endpoints", {})
+    cache: dict[tuple[int, str], list[LiveEndpoint]] = session.info.setdefault(
+        "webhook_endpoints", {}
+    )
     # Real time: a sandbox test clock may put the event in the future.
     now = datetime.now(UTC)
     rows = []
@@ -287,10 +318,10 @@ async def fan_out(session: AsyncSession, events: Sequence[Event]) -> None:
         key = (event.partner_id, event.mode)
         endpoints = cache.get(key)
         if endpoints is None:
-            found = await connection.execute(
-                LIVE_ENDPOINTS, {"partner_id": event.partner_id, "mode": event.mode}
+            found = await LIVE_ENDPOINTS.execute(
+                connection, {"partner_id": event.partner_id, "mode": event.mode}
             )
-            endpoints = cache[key] = found.all()
+            endpoints = cache[key] = [LiveEndpoint(*row) for row in found]
         bodies = _Bodies(event)
         for endpoint in endpoints:
             for message in wanted(endpoint.format, endpoint.events, event.type, event.payload):
@@ -318,9 +349,8 @@ async def fan_out(session: AsyncSession, events: Sequence[Event]) -> None:
                 )
                 woken.add(str(endpoint.id))
     if rows:
-        await connection.execute(insert(DELIVERIES), rows)
-        if stored:
-            await connection.execute(insert(BODIES), stored)
+        await INSERT_DELIVERIES.executemany(connection, rows)
+        await INSERT_BODIES.executemany(connection, stored)
         Database.wake(session, WAKE_CHANNEL, woken)
 
 

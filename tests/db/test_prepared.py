@@ -154,3 +154,24 @@ async def test_an_expanding_parameter_is_refused(services: Services, probe: Tabl
     async with services.database.transaction() as session:
         with pytest.raises(TypeError, match="'ids' cannot be prepared once"):
             await Prepared(statement).execute(await session.connection(), {"ids": [1]})
+
+
+async def test_execute_each_returns_each_rows_id_in_order(services: Services, probe: Table) -> None:
+    database = services.database
+    c = probe.c
+    statement = insert(probe).returning(c.id, c.state, sort_by_parameter_order=True)
+    # Ids out of their natural order: the answer follows the values, not the table.
+    rows = [{**row, "id": 10 - int(str(row["id"]))} for row in _rows()]
+    async with database.transaction() as session:
+        returned = await Prepared(statement, keys=KEYS).execute_each(
+            await session.connection(), rows
+        )
+        assert (
+            await Prepared(statement, keys=KEYS).execute_each(await session.connection(), []) == []
+        )
+    assert returned == [(9, "new"), (8, "new"), (7, "new")]
+    assert (await _stored(database, probe))[-3:] == [
+        (7, None, {"nested": {"x": 1.5}}),
+        (8, AT + timedelta(hours=5), None),
+        (9, AT, {"a": [1, "é"], "b": None}),
+    ]

@@ -8,8 +8,11 @@ from typing import Any
 
 import pytest
 
+from coverline.messaging import service
 from coverline.messaging.context import Branding, sample_context
+from coverline.messaging.schemas import SettingsPatch, TemplateIn
 from coverline.messaging.templates import EMAIL, KINDS, SMS, Source, check_source, render_built_in
+from coverline.runtime import Services
 from tests.conftest import PartnerFixture
 from tests.messaging.conftest import FULL_NAME, NAME_FIRST, customer_email, gadget_request, sell
 
@@ -274,3 +277,44 @@ def test_every_built_in_template_renders_the_sample() -> None:
         assert sms.text.startswith(f"Shop NG: Hi {NAME_FIRST}")
         source = Source(email.subject, "{{ customer.first_name }}", None)
         assert check_source(source, EMAIL, context) == {}
+
+
+async def test_a_transaction_reads_settings_and_templates_again_after_changing_them(
+    services: Services, partner: PartnerFixture
+) -> None:
+    """A transaction reads the settings and templates once for all its events, and again
+    after it saves or deletes one: its later messages never use what it replaced."""
+    now = services.clock.now()
+    address = ("purchase", EMAIL, "en")
+    async with services.database.transaction() as session:
+        before = await service._config_in_transaction(session, partner.id, "sandbox")
+        assert (before.sender_name, before.customised) == (None, False)
+        assert await service._overrides(session, partner.id, "sandbox") == []
+
+        await service.patch_settings(
+            session, partner.id, "sandbox", SettingsPatch(sender_name="Renamed"), now
+        )
+        after = await service._config_in_transaction(session, partner.id, "sandbox")
+        assert (after.sender_name, after.customised) == ("Renamed", True)
+        assert await service._overrides(session, partner.id, "sandbox") == []
+
+        await service.save_template(
+            session,
+            partner.id,
+            "sandbox",
+            address,
+            TemplateIn(subject="Cover", text="Yours, {{ partner.name }}"),
+            now,
+        )
+        [saved] = await service._overrides(session, partner.id, "sandbox")
+        assert (saved.kind, saved.channel, saved.language, saved.text) == (
+            "purchase",
+            EMAIL,
+            "en",
+            "Yours, {{ partner.name }}",
+        )
+        # The other mode is not this one.
+        assert await service._overrides(session, partner.id, "live") == []
+
+        await service.delete_template(session, partner.id, "sandbox", address)
+        assert await service._overrides(session, partner.id, "sandbox") == []
