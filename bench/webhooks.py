@@ -336,21 +336,13 @@ class Outbox:
         from sqlalchemy import event as orm_event
 
         from coverline.events.service import EventType, record
-        from coverline.messaging.models import MessagingSettings
-        from coverline.partners.models import Partner
 
         committed: list[float] = []
         async with self.services.database.transaction() as session:
             orm_event.listen(
                 session.sync_session, "after_commit", lambda _: committed.append(time.time())
             )
-            # The partner and its messaging settings, held for the whole transaction: the
-            # session's identity map keeps only referenced rows, and every event looks both
-            # up. Rows are flushed once, at commit, as a request would write them.
-            held = [
-                await session.get(Partner, self.partner_id),
-                await session.get(MessagingSettings, (self.partner_id, "sandbox")),
-            ]
+            # Rows are flushed once, at commit, as a request would write them.
             events = []
             with session.no_autoflush:
                 for _ in range(count):
@@ -367,7 +359,6 @@ class Outbox:
                             at=self.services.clock.now(),
                         )
                     )
-            del held
         return events, committed[0]
 
     async def fill(self, count: int) -> float:
