@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from coverline.bookings.instalments import check_plans, create_schedules, settle_first
 from coverline.catalog.service import Catalog
+from coverline.db.inserts import insert_loaded
 from coverline.events.service import EventType, record
 from coverline.kit.errors import Conflict, NotFound, ValidationFailed
 from coverline.quotes.models import Policyholder, QuotePackage
@@ -64,7 +65,7 @@ def _book(
     chosen: dict[str, list[dict[str, Any]] | None],
     policyholder: PolicyholderIn,
     require_payment_confirmation: bool,
-) -> None:
+) -> Policyholder:
     status = "PENDING_PAYMENT" if require_payment_confirmation else "CONFIRMED"
     for quote in live_quotes(package):
         if quote.id in chosen:
@@ -81,7 +82,8 @@ def _book(
     package.is_booking = True
     package.booked_at = scope.now
     package.updated_at = scope.now
-    package.policyholder = _policyholder(package.id, policyholder)
+    holder = package.policyholder = _policyholder(package.id, policyholder)
+    return holder
 
 
 async def book(
@@ -129,7 +131,9 @@ async def instant_booking(
         raise ValidationFailed("A requested product cannot be priced.", errors=result.errors)
     package = result.package
     chosen: dict[str, list[dict[str, Any]] | None] = {quote.id: None for quote in package.quotes}
-    _book(package, scope, chosen, data.policyholder, data.require_payment_confirmation)
+    holder = _book(package, scope, chosen, data.policyholder, data.require_payment_confirmation)
+    # The package is new: written now, in one statement per table, without the ORM's flush.
+    await insert_loaded(session, [package, holder, *package.quotes])
     await schedule_first(session, catalog, package, scope.now)
     return await _emit(session, scope, package, EventType.BOOKING_CREATED, render)
 

@@ -17,6 +17,7 @@ from sqlalchemy.orm import selectinload
 
 from coverline.catalog.rating import FxTable, Rating, RatingError, policy_end, rate, validate_fields
 from coverline.catalog.service import Catalog, ResolvedProduct
+from coverline.db.inserts import insert_loaded
 from coverline.events.service import EventType, record
 from coverline.kit import ids
 from coverline.kit.dates import offset_minutes, parse_rfc3339, with_offset
@@ -276,8 +277,9 @@ async def create_package(
     *,
     announce: bool = True,
 ) -> PackageResult:
-    """Price a new package. `announce=False` when the caller books it in the same change
-    (instant booking) and records that event instead."""
+    """Price a new package and write it, with QUOTE_CREATED. With `announce=False` (an
+    instant booking) nothing is written: the caller books the package in the same change,
+    then writes it (`insert_loaded`) and records that event instead."""
     errors = Errors()
     check_envelope(
         errors,
@@ -307,8 +309,8 @@ async def create_package(
     package.quotes = [quote for quote in slots if quote is not None]
     package.policyholder = None
     package.renewals = []
-    session.add(package)
     if announce:
+        await insert_loaded(session, [package, *package.quotes])
         await _record(session, scope, package, EventType.QUOTE_CREATED)
     return PackageResult(package, slots, pricing_errors)
 
