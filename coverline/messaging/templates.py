@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from jinja2 import (
+    Environment,
     FileSystemLoader,
     StrictUndefined,
     Template,
@@ -115,9 +116,21 @@ def _environment(autoescape: bool, loader: FileSystemLoader | None) -> _Sandbox:
     )
 
 
-_loader = FileSystemLoader(TEMPLATES)
-_built_in_text = _environment(False, _loader)
-_built_in_html = _environment(True, _loader)
+def _trusted(autoescape: bool) -> Environment:
+    """Coverline's own templates: shipped with the code, so neither sandboxed nor re-read."""
+    return Environment(
+        loader=FileSystemLoader(TEMPLATES),
+        autoescape=autoescape,  # noqa: S701 (False only for the plain-text parts)
+        undefined=StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=False,
+        auto_reload=False,
+    )
+
+
+_built_in_text = _trusted(False)
+_built_in_html = _trusted(True)
 _partner_text = _environment(False, None)
 _partner_html = _environment(True, None)
 
