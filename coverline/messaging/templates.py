@@ -105,34 +105,35 @@ class _Sandbox(SandboxedEnvironment):
         return function(left, right)
 
 
-def _environment(autoescape: bool, loader: FileSystemLoader | None) -> _Sandbox:
-    return _Sandbox(
-        loader=loader,
-        autoescape=autoescape,
-        undefined=StrictUndefined,
-        trim_blocks=True,
-        lstrip_blocks=True,
-        keep_trailing_newline=False,
-    )
+# Both kinds of environment render the same way.
+_OPTIONS: dict[str, Any] = {
+    "undefined": StrictUndefined,
+    "trim_blocks": True,
+    "lstrip_blocks": True,
+    "keep_trailing_newline": False,
+}
+
+
+def _sandboxed(autoescape: bool) -> _Sandbox:
+    """Partners' templates: sandboxed, compiled from their source (`_compiled`)."""
+    return _Sandbox(autoescape=autoescape, **_OPTIONS)
 
 
 def _trusted(autoescape: bool) -> Environment:
     """Coverline's own templates: shipped with the code, so neither sandboxed nor re-read."""
+    # autoescape is False only for the plain-text parts.
     return Environment(
         loader=FileSystemLoader(TEMPLATES),
-        autoescape=autoescape,  # noqa: S701 (False only for the plain-text parts)
-        undefined=StrictUndefined,
-        trim_blocks=True,
-        lstrip_blocks=True,
-        keep_trailing_newline=False,
+        autoescape=autoescape,  # noqa: S701
         auto_reload=False,
+        **_OPTIONS,
     )
 
 
 _built_in_text = _trusted(False)
 _built_in_html = _trusted(True)
-_partner_text = _environment(False, None)
-_partner_html = _environment(True, None)
+_partner_text = _sandboxed(False)
+_partner_html = _sandboxed(True)
 
 
 @lru_cache(maxsize=1024)

@@ -76,9 +76,9 @@ async def test_writes_what_the_flush_writes(services: Services, partner: Partner
     flushed, _ = _package(partner.id)
     async with services.database.transaction() as session:
         session.add(flushed)
-    inserted, _ = _package(partner.id)
+    inserted, holder = _package(partner.id)
     async with services.database.transaction() as session:
-        await insert_loaded(session, [inserted, inserted.policyholder])  # type: ignore[list-item]
+        await insert_loaded(session, [inserted, holder])
     expected = [
         ("CONFIRMED", False, True, "yo", "Ọláolúwa", "Adéwálé", "+2348031234567", 34, False)
     ]
