@@ -32,7 +32,7 @@ import orjson
 from sqlalchemy import event, func, select
 from sqlalchemy.dialects import registry
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import DBAPIError, InterfaceError
+from sqlalchemy.exc import DBAPIError, DisconnectionError, InterfaceError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
@@ -271,6 +271,29 @@ def _sqlite_engine(
     return engine
 
 
+def _postgresql_engine(url: str, pool_size: int) -> AsyncEngine:
+    engine = create_async_engine(
+        url,
+        pool_size=pool_size,
+        max_overflow=pool_size,
+        hide_parameters=True,
+        **JSON_OPTIONS,
+    )
+
+    # A connection the server has closed (a restart, an idle timeout, a terminated backend)
+    # is known to asyncpg as soon as the event loop has read the end of its socket: one taken
+    # from the pool in that state is replaced before it is used. SQLAlchemy's `pool_pre_ping`
+    # would ask the server instead, in three round trips (BEGIN, ";", ROLLBACK) before every
+    # transaction; a connection that dies unnoticed fails its statement, and that error
+    # invalidates every connection of the pool opened before it.
+    @event.listens_for(engine.sync_engine, "checkout")
+    def _on_checkout(dbapi_connection: Any, _record: Any, _proxy: Any) -> None:
+        if dbapi_connection.driver_connection.is_closed():
+            raise DisconnectionError("the server closed this connection")
+
+    return engine
+
+
 class Database:
     """The writing engine and the reading engine of one database.
 
@@ -296,14 +319,7 @@ class Database:
                 self.url, "BEGIN", pool_size=pool_size, checkpoints=checkpoints
             )
         else:
-            self.engine = create_async_engine(
-                self.url,
-                pool_size=pool_size,
-                max_overflow=pool_size,
-                pool_pre_ping=True,
-                hide_parameters=True,
-                **JSON_OPTIONS,
-            )
+            self.engine = _postgresql_engine(self.url, pool_size)
             self.read_engine = self.engine
         self._writer = async_sessionmaker(self.engine, expire_on_commit=False)
         self._reader = async_sessionmaker(self.read_engine, expire_on_commit=False)

@@ -90,15 +90,31 @@ class Prepared:
     """One statement, compiled once per dialect and run on the driver's connection where the
     driver allows it (SQLite), through SQLAlchemy elsewhere.
 
-    `keys` names the values of each row of an INSERT run with `executemany`: every column it
-    sets, for SQLAlchemy's column defaults are not applied here."""
+    `keys` names the values of each row of an INSERT run with `executemany` or `execute_each`:
+    every column it sets, for SQLAlchemy's column defaults are not applied here. A row whose
+    names are not exactly those is refused (`TypeError`) before anything runs: a value left
+    out of `keys` would otherwise be dropped without a word."""
 
-    __slots__ = ("_compiled", "_keys", "statement")
+    __slots__ = ("_compiled", "_keys", "_names", "statement")
 
     def __init__(self, statement: Executable, keys: Sequence[str] | None = None) -> None:
         self.statement = statement
         self._keys = tuple(keys) if keys is not None else None
+        self._names = frozenset(keys) if keys is not None else None
         self._compiled: dict[str, _Compiled] = {}
+
+    def _check(self, rows: Sequence[Mapping[str, Any]]) -> None:
+        names = self._names
+        if names is None:
+            return
+        for row in rows:
+            if row.keys() != names:
+                extra = sorted(row.keys() - names)
+                missing = sorted(names - row.keys())
+                raise TypeError(
+                    f"a row's values are not the statement's keys: "
+                    f"not among them {extra}, missing {missing}"
+                )
 
     def _for(self, dialect: Dialect) -> _Compiled:
         compiled = self._compiled.get(dialect.name)
@@ -132,6 +148,7 @@ class Prepared:
         (`sort_by_parameter_order=True`)."""
         if not rows:
             return []
+        self._check(rows)
         raw = driver_connection(connection)
         if raw is None:
             result = await connection.execute(self.statement, list(rows))
@@ -152,6 +169,7 @@ class Prepared:
         """Run the statement once per row of values (no rows returned)."""
         if not rows:
             return
+        self._check(rows)
         raw = driver_connection(connection)
         if raw is None:
             await connection.execute(self.statement, list(rows))

@@ -175,3 +175,35 @@ async def test_execute_each_returns_each_rows_id_in_order(services: Services, pr
         (8, AT + timedelta(hours=5), None),
         (9, AT, {"a": [1, "é"], "b": None}),
     ]
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"state": "moved"}, r"not among them \['state'\], missing \[\]"),
+        ({"document": None, "at": None, "extra": 1}, r"not among them \['extra'\], missing \[\]"),
+    ],
+)
+async def test_a_row_with_values_outside_the_keys_is_refused(
+    services: Services, probe: Table, change: dict[str, object], message: str
+) -> None:
+    database = services.database
+    prepared = Prepared(insert(probe).returning(probe.c.id), keys=KEYS)
+    # The second row carries a value the statement was not compiled for: SQLite would drop it.
+    rows = [_rows()[0], {**_rows()[1], **change}]
+    async with database.transaction() as session:
+        connection = await session.connection()
+        with pytest.raises(TypeError, match=message):
+            await prepared.executemany(connection, rows)
+        with pytest.raises(TypeError, match=message):
+            await prepared.execute_each(connection, rows)
+    assert await _stored(database, probe) == []
+
+
+async def test_a_row_missing_one_of_the_keys_is_refused(services: Services, probe: Table) -> None:
+    database = services.database
+    row = {key: value for key, value in _rows()[0].items() if key != "document"}
+    async with database.transaction() as session:
+        with pytest.raises(TypeError, match=r"not among them \[\], missing \['document'\]"):
+            await Prepared(insert(probe), keys=KEYS).executemany(await session.connection(), [row])
+    assert await _stored(database, probe) == []
