@@ -6,8 +6,14 @@ for the engine's dialect. Running it binds the values with the column types' own
 so the text and numbers stored are those SQLAlchemy would store, and executes it on the
 `sqlite3` connection of the caller's transaction: no execution context, no result object, no
 switch of greenlet (in the dispatcher's profile, that machinery took more of the worker's
-time than SQLite spent on the statements). On PostgreSQL a `Prepared` statement runs through
-SQLAlchemy like any other (asyncpg prepares it).
+time than SQLite spent on the statements).
+
+On PostgreSQL (asyncpg), the statement compiled for that dialect runs on the asyncpg connection
+of the caller's transaction, with the values bound the same way: asyncpg prepares it once per
+connection and each run is one round trip, as through SQLAlchemy, without the execution
+machinery around it (130 -> 53 us of CPU per statement). The transaction is SQLAlchemy's: if
+the adapter has not sent its BEGIN yet (it waits for the first statement), it is sent first.
+An `execute_each` of several rows goes through SQLAlchemy, which sends them in one statement.
 
 Rows come back as tuples of processed values (aware datetimes, decoded JSON), in the order of
 the statement's columns. A driver error is raised as SQLAlchemy's `DBAPIError`, as it would be
@@ -26,6 +32,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql.expression import Executable
 
 from coverline.db.sqlite import driver_connection
+
+ASYNCPG = "asyncpg"
 
 Processor = Callable[[Any], Any] | None
 
@@ -129,6 +137,10 @@ class Prepared:
         """Run the statement once; its rows, if it returns any."""
         raw = driver_connection(connection)
         if raw is None:
+            adapted = _asyncpg(connection)
+            if adapted is not None:
+                compiled = self._for(connection.dialect)
+                return compiled.rows(await _fetch(adapted, compiled.sql, compiled.bind(values)))
             result = await connection.execute(self.statement, values)
             return [tuple(row) for row in result.all()] if result.returns_rows else []
         compiled = self._for(connection.dialect)
@@ -151,6 +163,10 @@ class Prepared:
         self._check(rows)
         raw = driver_connection(connection)
         if raw is None:
+            adapted = _asyncpg(connection) if len(rows) == 1 else None
+            if adapted is not None:
+                compiled = self._for(connection.dialect)
+                return compiled.rows(await _fetch(adapted, compiled.sql, compiled.bind(rows[0])))
             result = await connection.execute(self.statement, list(rows))
             return [tuple(row) for row in result.all()]
         compiled = self._for(connection.dialect)
@@ -172,6 +188,11 @@ class Prepared:
         self._check(rows)
         raw = driver_connection(connection)
         if raw is None:
+            adapted = _asyncpg(connection)
+            if adapted is not None:
+                compiled = self._for(connection.dialect)
+                await _fetch(adapted, compiled.sql, [compiled.bind(row) for row in rows], many=True)
+                return
             await connection.execute(self.statement, list(rows))
             return
         compiled = self._for(connection.dialect)
@@ -182,5 +203,41 @@ class Prepared:
             raise _wrapped(compiled.sql, parameters, exc) from exc
 
 
-def _wrapped(sql: str, parameters: Any, exc: sqlite3.Error) -> StatementError:
-    return DBAPIError.instance(sql, parameters, exc, sqlite3.Error, hide_parameters=True)
+def _asyncpg(connection: AsyncConnection) -> Any | None:
+    """SQLAlchemy's adapter of the asyncpg connection under `connection`, when it has one
+    and is in a transaction; None otherwise."""
+    sync = connection.sync_connection
+    if sync is None or sync.dialect.driver != ASYNCPG or not sync.in_transaction():
+        return None
+    return sync.connection.dbapi_connection
+
+
+async def _fetch(
+    adapted: Any, sql: str, parameters: list[Any], *, many: bool = False
+) -> list[tuple[Any, ...]]:
+    """Run `sql` on the asyncpg connection of `adapted`, in the transaction SQLAlchemy began
+    (sending its BEGIN if no statement has yet); the rows as tuples. An error is raised as
+    SQLAlchemy would raise it (the adapter's translation, wrapped in `DBAPIError`)."""
+    async with adapted._execute_mutex:
+        try:
+            if adapted._transaction is None:
+                await adapted._start_transaction()
+            driver = adapted.driver_connection
+            if many:
+                await driver.executemany(sql, parameters)
+                return []
+            return [tuple(record) for record in await driver.fetch(sql, *parameters)]
+        except adapted.dbapi.Error as exc:
+            raise _wrapped(sql, parameters, exc, adapted.dbapi.Error) from exc
+        except Exception as exc:
+            try:
+                adapted._handle_exception(exc)
+            except adapted.dbapi.Error as translated:
+                raise _wrapped(sql, parameters, translated, adapted.dbapi.Error) from exc
+            raise
+
+
+def _wrapped(
+    sql: str, parameters: Any, exc: Exception, dbapi_error: type[Exception] = sqlite3.Error
+) -> StatementError:
+    return DBAPIError.instance(sql, parameters, exc, dbapi_error, hide_parameters=True)

@@ -1,5 +1,6 @@
 """`Prepared` statements store and return exactly what SQLAlchemy's own execution does, in the
-caller's transaction, on both backends; on SQLite they run on the driver's connection."""
+caller's transaction, on both backends, where they run on the driver's connection (sqlite3,
+asyncpg)."""
 
 from __future__ import annotations
 
@@ -169,8 +170,14 @@ async def test_execute_each_returns_each_rows_id_in_order(services: Services, pr
         assert (
             await Prepared(statement, keys=KEYS).execute_each(await session.connection(), []) == []
         )
+        # One row: on PostgreSQL too, on the driver's connection.
+        alone = await Prepared(statement, keys=KEYS).execute_each(
+            await session.connection(), [{**_rows()[0], "id": 4, "name": "four"}]
+        )
     assert returned == [(9, "new"), (8, "new"), (7, "new")]
-    assert (await _stored(database, probe))[-3:] == [
+    assert alone == [(4, "new")]
+    assert (await _stored(database, probe))[-4:] == [
+        (4, AT, {"a": [1, "é"], "b": None}),
         (7, None, {"nested": {"x": 1.5}}),
         (8, AT + timedelta(hours=5), None),
         (9, AT, {"a": [1, "é"], "b": None}),
