@@ -191,6 +191,7 @@ async def delete_endpoint(session: AsyncSession, scope: EndpointScope, public_id
     endpoint = await get_endpoint(session, scope, public_id, lock=True)
     endpoint.deleted_at = scope.now
     endpoint.enabled = False
+    endpoint.updated_at = scope.now
     await session.execute(
         update(WebhookDelivery)
         .where(

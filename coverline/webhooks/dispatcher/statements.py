@@ -213,6 +213,10 @@ def _statements() -> dict[str, Any]:
         ),
         "due_endpoints": select(ENDPOINTS).where(live, has_due),
         "endpoints": select(ENDPOINTS).where(e.id.in_(bindparam("ids", expanding=True))),
+        # What a claim checks first: the endpoints that changed since this worker read them
+        # (a PATCH, a rotated secret) are read again before anything is sent to them.
+        "versions": select(e.id, e.updated_at).where(_json_ids(e.id)),
+        "versions_array": select(e.id, e.updated_at).where(_array_ids(e.id, BigInteger)),
         "healthy": _healthy(_json_ids(e.id)),
         "healthy_array": _healthy(_array_ids(e.id, BigInteger)),
         "failing": update(ENDPOINTS)
@@ -240,5 +244,7 @@ RUN = {
         "healthy",
         "healthy_array",
         "failing",
+        "versions",
+        "versions_array",
     )
 }

@@ -264,8 +264,7 @@ class Dispatcher:
     ) -> dict[int, list[Claim]]:
         settings = self._settings
         connection = await session.connection()
-        if search:
-            await self._refresh(session, connection, now)
+        await self._refresh(session, connection, now, changed_only=not search)
         live = {q.config.id for q in self._live()}
         candidates = {
             endpoint_id for endpoint_id in live if not self._queues[endpoint_id].exhausted
@@ -309,17 +308,36 @@ class Dispatcher:
         return known
 
     async def _refresh(
-        self, session: AsyncSession, connection: AsyncConnection, now: datetime
+        self,
+        session: AsyncSession,
+        connection: AsyncConnection,
+        now: datetime,
+        *,
+        changed_only: bool = False,
     ) -> None:
         """Reload what changed of the endpoints this worker holds work for; retire those that
-        were disabled or deleted meanwhile (their unsent leases are given back)."""
-        held = [q.config.id for q in self._queues.values() if not q.retired]
-        if not held:
+        were disabled or deleted meanwhile (their unsent leases are given back).
+
+        Every turn reads at least the endpoints' versions (`changed_only`: one small statement)
+        and reads again the rows that changed: nothing is claimed for an endpoint under a
+        configuration older than the last change committed, so a delivery made after a PATCH
+        or a secret rotation is sent as that change says. The searches of the poll read every
+        row (a MyCover endpoint's partner secret changes without its row)."""
+        versions = {q.config.id: q.config.version for q in self._queues.values() if not q.retired}
+        if not versions:
             return
+        if changed_only:
+            name, ids = self._for_ids("versions", list(versions))
+            current = dict(await RUN[name].execute(connection, {"ids": ids}))
+            held = [key for key, version in versions.items() if current.get(key) != version]
+            if not held:
+                return
+        else:
+            held = list(versions)
         rows = await connection.execute(SQL["endpoints"], {"ids": held})
-        current = {row.id: row for row in rows.all()}
+        found = {row.id: row for row in rows.all()}
         for endpoint_id in held:
-            row = current.get(endpoint_id)
+            row = found.get(endpoint_id)
             if row is None or not row.enabled or row.deleted_at is not None:
                 self._retire(endpoint_id)
             else:

@@ -1,0 +1,87 @@
+"""A change to an endpoint (its URL, its signing secret) applies to every delivery claimed
+after the change commits, also while the worker is busy with that endpoint and has not polled
+since: each turn reads the endpoints' versions before it claims."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from standardwebhooks import Webhook
+
+from coverline.runtime import Services
+from coverline.webhooks.dispatcher import Dispatcher, DispatchSettings
+from tests.conftest import PartnerFixture
+from tests.fixtures.payloads import instant_booking_request
+from tests.fixtures.receiver import Answer, Receiver, running_receiver
+from tests.fixtures.webhooks import add_endpoint
+
+# No poll during the test: the claims come from the wake-ups of the bookings alone, so a
+# configuration the worker held from before the change would be used.
+QUIET = DispatchSettings(
+    allow_private_networks=True, poll_seconds=60.0, idle_poll_seconds=60.0, default_timeout=5
+)
+
+
+@asynccontextmanager
+async def busy_dispatcher(services: Services) -> AsyncIterator[Dispatcher]:
+    async with Dispatcher(services.database, services.box, services.clock, QUIET) as running:
+        stop = asyncio.Event()
+        task = asyncio.create_task(running.run(stop))
+        try:
+            yield running
+        finally:
+            stop.set()
+            await task
+
+
+async def instant(partner: PartnerFixture) -> str:
+    response = await partner.sandbox.call("POST", "instant_booking/", instant_booking_request())
+    assert response.status_code == 200
+    return str(response.json()["id"])
+
+
+async def test_a_new_url_applies_to_the_next_delivery_while_the_old_one_is_in_flight(
+    services: Services, partner: PartnerFixture, receiver: Receiver
+) -> None:
+    endpoint = await add_endpoint(partner.sandbox, receiver.url)
+    # The first answer takes a second: the worker holds the endpoint's queue meanwhile.
+    receiver.answer(Answer(delay=1.0))
+    async with running_receiver() as moved, busy_dispatcher(services):
+        first = await instant(partner)
+        (sending,) = await receiver.wait_for(1)
+        changed = await partner.sandbox.call(
+            "PATCH", f"webhooks/{endpoint['id']}/", {"url": moved.url}
+        )
+        assert changed.status_code == 200, changed.text
+        second = await instant(partner)
+        (arrived,) = await moved.wait_for(1)
+        await asyncio.sleep(1.2)
+    assert sending.json()["payload"]["id"] == first
+    assert arrived.json()["payload"]["id"] == second
+    # The old URL got the first delivery alone.
+    assert len(receiver.received) == 1
+    assert len(moved.received) == 1
+
+
+async def test_a_rotated_secret_signs_the_next_delivery_while_the_old_one_is_in_flight(
+    services: Services, partner: PartnerFixture, receiver: Receiver
+) -> None:
+    endpoint = await add_endpoint(partner.sandbox, receiver.url, signature="standard")
+    old_secret = endpoint["secret"]
+    receiver.answer(Answer(delay=1.0))
+    async with busy_dispatcher(services):
+        await instant(partner)
+        await receiver.wait_for(1)
+        rotated = await partner.sandbox.call("POST", f"webhooks/{endpoint['id']}/rotate_secret", {})
+        assert rotated.status_code == 200
+        new_secret = rotated.json()["secret"]
+        await instant(partner)
+        first, second = await receiver.wait_for(2)
+    assert len(first.headers["webhook-signature"].split(" ")) == 1
+    assert Webhook(old_secret).verify(first.body, first.headers)
+    # Both secrets sign for the overlap.
+    assert len(second.headers["webhook-signature"].split(" ")) == 2
+    assert Webhook(new_secret).verify(second.body, second.headers)
+    assert Webhook(old_secret).verify(second.body, second.headers)
