@@ -21,7 +21,7 @@ from coverline.partners.crypto import SecretBox
 from coverline.partners.models import ApiCredential
 from coverline.webhooks import formats, signing
 from coverline.webhooks.models import (
-    PENDING,
+    LIVE,
     WebhookAttempt,
     WebhookDelivery,
     WebhookDeliveryBody,
@@ -192,13 +192,21 @@ async def delete_endpoint(session: AsyncSession, scope: EndpointScope, public_id
     endpoint.deleted_at = scope.now
     endpoint.enabled = False
     endpoint.updated_at = scope.now
+    # Also those a worker holds: without their lease, the worker's result for one being sent
+    # records its attempt and leaves it failed, and those waiting are not given back.
     await session.execute(
         update(WebhookDelivery)
         .where(
             WebhookDelivery.endpoint_id == endpoint.id,
-            status_is(WebhookDelivery.status, PENDING),
+            status_is(WebhookDelivery.status, *LIVE),
         )
-        .values(status="failed", last_error="The endpoint was deleted.", completed_at=scope.now)
+        .values(
+            status="failed",
+            last_error="The endpoint was deleted.",
+            completed_at=scope.now,
+            leased_by=None,
+            lease_expires_at=None,
+        )
     )
 
 

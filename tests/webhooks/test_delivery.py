@@ -11,7 +11,7 @@ from sqlalchemy import func, select
 from coverline.runtime import Services
 from coverline.webhooks import service
 from coverline.webhooks.dispatcher import Dispatcher
-from coverline.webhooks.models import WebhookDelivery, WebhookDeliveryBody
+from coverline.webhooks.models import WebhookAttempt, WebhookDelivery, WebhookDeliveryBody
 from tests.conftest import PartnerFixture
 from tests.fixtures.payloads import instant_booking_request, policyholder, quote_request
 from tests.fixtures.receiver import Answer, Receiver
@@ -354,6 +354,47 @@ async def test_disabling_an_endpoint_gives_back_the_deliveries_waiting_in_a_queu
             )
         )
         assert leases.all() == [(None, None)] * 4
+    assert len(receiver.received) == 1
+
+
+async def test_deleting_an_endpoint_fails_what_a_worker_holds_for_it(
+    services: Services, partner: PartnerFixture, receiver: Receiver, dispatcher: Dispatcher
+) -> None:
+    endpoint = await add_endpoint(partner.sandbox, receiver.url, max_concurrency=1)
+    receiver.answer(Answer(delay=1.0))
+    for _ in range(3):
+        await instant(partner)
+    await receiver.wait_for(1)
+    # One sending, two leased and waiting for the endpoint's one slot.
+    await statuses_become(services, partner, {"delivering": 3})
+    deleted = await partner.sandbox.call("DELETE", f"webhooks/{endpoint['id']}/")
+    assert deleted.status_code == 204, deleted.text
+    await statuses_become(services, partner, {"failed": 3})
+    # The one in flight is answered meanwhile: its attempt is logged, it stays failed.
+    for _ in range(100):
+        async with services.database.reading() as session:
+            attempts = (
+                await session.execute(
+                    select(func.count())
+                    .select_from(WebhookAttempt)
+                    .join(WebhookDelivery, WebhookAttempt.delivery_id == WebhookDelivery.id)
+                    .where(WebhookDelivery.partner_id == partner.id)
+                )
+            ).scalar_one()
+        if attempts:
+            break
+        await asyncio.sleep(0.05)
+    async with services.database.reading() as session:
+        rows = await session.execute(
+            select(
+                WebhookDelivery.status,
+                WebhookDelivery.last_error,
+                WebhookDelivery.leased_by,
+                WebhookDelivery.lease_expires_at,
+            ).where(WebhookDelivery.partner_id == partner.id)
+        )
+        assert rows.all() == [("failed", "The endpoint was deleted.", None, None)] * 3
+    assert attempts == 1
     assert len(receiver.received) == 1
 
 
