@@ -5,35 +5,21 @@ since: each turn reads the endpoints' versions before it claims."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 
 from standardwebhooks import Webhook
 
 from coverline.runtime import Services
-from coverline.webhooks.dispatcher import Dispatcher, DispatchSettings
+from coverline.webhooks.dispatcher import DispatchSettings
 from tests.conftest import PartnerFixture
 from tests.fixtures.payloads import instant_booking_request
 from tests.fixtures.receiver import Answer, Receiver, running_receiver
-from tests.fixtures.webhooks import add_endpoint
+from tests.fixtures.webhooks import add_endpoint, running_dispatcher
 
 # No poll during the test: the claims come from the wake-ups of the bookings alone, so a
 # configuration the worker held from before the change would be used.
 QUIET = DispatchSettings(
     allow_private_networks=True, poll_seconds=60.0, idle_poll_seconds=60.0, default_timeout=5
 )
-
-
-@asynccontextmanager
-async def busy_dispatcher(services: Services) -> AsyncIterator[Dispatcher]:
-    async with Dispatcher(services.database, services.box, services.clock, QUIET) as running:
-        stop = asyncio.Event()
-        task = asyncio.create_task(running.run(stop))
-        try:
-            yield running
-        finally:
-            stop.set()
-            await task
 
 
 async def instant(partner: PartnerFixture) -> str:
@@ -48,7 +34,7 @@ async def test_a_new_url_applies_to_the_next_delivery_while_the_old_one_is_in_fl
     endpoint = await add_endpoint(partner.sandbox, receiver.url)
     # The first answer takes a second: the worker holds the endpoint's queue meanwhile.
     receiver.answer(Answer(delay=1.0))
-    async with running_receiver() as moved, busy_dispatcher(services):
+    async with running_receiver() as moved, running_dispatcher(services, QUIET):
         first = await instant(partner)
         (sending,) = await receiver.wait_for(1)
         changed = await partner.sandbox.call(
@@ -71,7 +57,7 @@ async def test_a_rotated_secret_signs_the_next_delivery_while_the_old_one_is_in_
     endpoint = await add_endpoint(partner.sandbox, receiver.url, signature="standard")
     old_secret = endpoint["secret"]
     receiver.answer(Answer(delay=1.0))
-    async with busy_dispatcher(services):
+    async with running_dispatcher(services, QUIET):
         await instant(partner)
         await receiver.wait_for(1)
         rotated = await partner.sandbox.call("POST", f"webhooks/{endpoint['id']}/rotate_secret", {})

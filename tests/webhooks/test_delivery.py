@@ -330,17 +330,24 @@ def test_an_endpoint_holds_what_it_sends_within_a_third_of_the_lease() -> None:
     assert EndpointQueue(config, duration=0.005).target(settings) == 256
 
 
+async def held_by_a_worker(
+    services: Services, partner: PartnerFixture, receiver: Receiver, count: int, delay: float
+) -> dict[str, Any]:
+    """An endpoint of one slot with `count` deliveries leased by the running dispatcher: the
+    first being sent (its answer takes `delay`), the others waiting in the worker's queue."""
+    endpoint = await add_endpoint(partner.sandbox, receiver.url, max_concurrency=1)
+    receiver.answer(Answer(delay=delay))
+    for _ in range(count):
+        await instant(partner)
+    await receiver.wait_for(1)
+    await statuses_become(services, partner, {"delivering": count})
+    return endpoint
+
+
 async def test_disabling_an_endpoint_gives_back_the_deliveries_waiting_in_a_queue(
     services: Services, partner: PartnerFixture, receiver: Receiver, dispatcher: Dispatcher
 ) -> None:
-    endpoint = await add_endpoint(partner.sandbox, receiver.url, max_concurrency=1)
-    # The first answer is slow: the other deliveries wait in the worker's queue meanwhile.
-    receiver.answer(Answer(delay=1.5))
-    for _ in range(5):
-        await instant(partner)
-    await receiver.wait_for(1)
-    # One sending, four leased and waiting for the endpoint's one slot.
-    await statuses_become(services, partner, {"delivering": 5})
+    endpoint = await held_by_a_worker(services, partner, receiver, 5, delay=1.5)
     disabled = await partner.sandbox.call(
         "PATCH", f"webhooks/{endpoint['id']}/", {"enabled": False}
     )
@@ -360,13 +367,7 @@ async def test_disabling_an_endpoint_gives_back_the_deliveries_waiting_in_a_queu
 async def test_deleting_an_endpoint_fails_what_a_worker_holds_for_it(
     services: Services, partner: PartnerFixture, receiver: Receiver, dispatcher: Dispatcher
 ) -> None:
-    endpoint = await add_endpoint(partner.sandbox, receiver.url, max_concurrency=1)
-    receiver.answer(Answer(delay=1.0))
-    for _ in range(3):
-        await instant(partner)
-    await receiver.wait_for(1)
-    # One sending, two leased and waiting for the endpoint's one slot.
-    await statuses_become(services, partner, {"delivering": 3})
+    endpoint = await held_by_a_worker(services, partner, receiver, 3, delay=1.0)
     deleted = await partner.sandbox.call("DELETE", f"webhooks/{endpoint['id']}/")
     assert deleted.status_code == 204, deleted.text
     await statuses_become(services, partner, {"failed": 3})
