@@ -1,5 +1,5 @@
 """Statements run on the driver's own connection, for the loops where SQLAlchemy's execution
-machinery costs more than the statement does (the webhook dispatcher's turns).
+machinery costs more than the statement does (the webhook dispatcher's turns, the outbox).
 
 On SQLite (the inline driver of `coverline.db.sqlite`), a `Prepared` statement is compiled once
 for the engine's dialect. Running it binds the values with the column types' own processors,
@@ -95,8 +95,8 @@ class _Compiled:
 
 
 class Prepared:
-    """One statement, compiled once per dialect and run on the driver's connection where the
-    driver allows it (SQLite), through SQLAlchemy elsewhere.
+    """One statement, compiled once per dialect and run on the driver's connection of the
+    caller's transaction (sqlite3, asyncpg), through SQLAlchemy for any other driver.
 
     `keys` names the values of each row of an INSERT run with `executemany` or `execute_each`:
     every column it sets, for SQLAlchemy's column defaults are not applied here. A row whose

@@ -1,5 +1,5 @@
 """The migrations build the schema the models describe; 0007, 0011 and 0012 go down and up
-again."""
+again; 0013 fails the deliveries left pending for deleted endpoints."""
 
 from __future__ import annotations
 
@@ -149,3 +149,76 @@ async def test_the_order_index_is_whole_on_sqlite_and_partial_on_postgresql(
         await upgrade(url)
         assert await _on(url, _order_index) == current
         assert await _on(url, _differences) == []
+
+
+async def test_deliveries_left_for_deleted_endpoints_are_failed(tmp_path: Path) -> None:
+    async with fresh_database(tmp_path) as url:
+        await upgrade(url, "0012")
+        at = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
+
+        def seed(connection: Connection) -> None:
+            # Rows alone: no partner or event behind them.
+            if connection.dialect.name == "postgresql":
+                connection.exec_driver_sql("SET session_replication_role = replica")
+            for number, deleted in ((1, at), (2, None)):
+                connection.execute(
+                    text(
+                        "INSERT INTO webhook_endpoints (id, public_id, partner_id, mode, url,"
+                        " enabled, format, signature, key, secret_ciphertext, created_at,"
+                        " updated_at, deleted_at) VALUES (:id, :pid, 1, 'live',"
+                        " 'https://hooks.example.com/', :enabled, 'xcover', 'xcover', 'k',"
+                        " 's', :at, :at, :deleted)"
+                    ),
+                    {
+                        "id": number,
+                        "pid": f"we_{number}",
+                        "enabled": deleted is None,
+                        "at": at,
+                        "deleted": deleted,
+                    },
+                )
+            rows = [
+                (1, 1, "pending", None),
+                (2, 1, "delivering", "worker-a"),
+                (3, 1, "succeeded", None),
+                (4, 2, "pending", None),
+                (5, 2, "delivering", "worker-a"),
+            ]
+            for number, endpoint, status, worker in rows:
+                connection.execute(
+                    text(
+                        "INSERT INTO webhook_deliveries (id, public_id, endpoint_id, event_id,"
+                        " part, event_type, partner_id, mode, ordering_key, status, attempts,"
+                        " failures, next_attempt_at, created_at, leased_by, lease_expires_at)"
+                        " VALUES (:id, :pid, :endpoint, :id, 0, 'BOOKING_CREATED', 1, 'live',"
+                        " 'ins_1', :status, 0, 0, :at, :at, :worker, :lease)"
+                    ),
+                    {
+                        "id": number,
+                        "pid": f"wd_{number}",
+                        "endpoint": endpoint,
+                        "status": status,
+                        "at": at,
+                        "worker": worker,
+                        "lease": at if worker else None,
+                    },
+                )
+
+        def states(connection: Connection) -> list[tuple[Any, ...]]:
+            rows = connection.execute(
+                text(
+                    "SELECT id, status, last_error, leased_by, completed_at IS NOT NULL"
+                    " FROM webhook_deliveries ORDER BY id"
+                )
+            )
+            return [tuple(row) for row in rows]
+
+        await _on(url, seed)
+        await upgrade(url)
+        assert await _on(url, states) == [
+            (1, "failed", "The endpoint was deleted.", None, True),
+            (2, "failed", "The endpoint was deleted.", None, True),
+            (3, "succeeded", None, None, False),
+            (4, "pending", None, None, False),
+            (5, "delivering", None, "worker-a", False),
+        ]
