@@ -10,10 +10,15 @@ The price: a statement blocks the event loop while it runs. Coverline's statemen
 indexed and small; the writers of one process queue in the event loop
 (`Database.transaction`), so SQLite's busy handler only ever waits for another process (a CLI
 command, say).
+
+A database file that does not exist yet is created readable and writable by its owner alone
+(0600, whatever the umask): it holds customers' personal data. SQLite gives its WAL and
+shared-memory files the database file's permissions.
 """
 
 from __future__ import annotations
 
+import os
 import sqlite3
 from typing import Any, cast
 
@@ -97,10 +102,24 @@ class SQLiteDialectInline(SQLiteDialect_pysqlite):
         return AsyncAdaptedQueuePool
 
     def connect(self, *args: Any, **kwargs: Any) -> Any:
+        database = args[0] if args else kwargs.get("database")
+        if isinstance(database, str) and not kwargs.get("uri"):
+            _create_private(database)
         return _Connection(cast(sqlite3.Connection, super().connect(*args, **kwargs)))
 
     def get_driver_connection(self, connection: Any) -> Any:
         return connection
+
+
+def _create_private(database: str) -> None:
+    """Create the file of a new database with mode 0600 (an existing one is left as it is)."""
+    if database in ("", ":memory:"):
+        return
+    try:
+        descriptor = os.open(database, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return
+    os.close(descriptor)
 
 
 dialect = SQLiteDialectInline

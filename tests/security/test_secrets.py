@@ -16,6 +16,7 @@ import asyncio
 import base64
 import inspect
 import json
+import os
 import re
 import secrets
 import subprocess
@@ -32,8 +33,10 @@ import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
 from cryptography.fernet import Fernet
+from sqlalchemy import text
 
-from coverline.db.engine import normalise_url
+from coverline.db.engine import Database, normalise_url
+from coverline.db.migrate import upgrade
 from coverline.partners.crypto import SecretBox, load_or_create_key_file
 from coverline.partners.signatures import encode_signature, sign
 from tests.dashboard.helpers import csrf_of
@@ -441,6 +444,36 @@ def test_the_generated_master_key_is_readable_by_its_owner_only(tmp_path: Path) 
     assert load_or_create_key_file(path) == key
     box = SecretBox([key])
     assert box.decrypt(box.encrypt("sk_live_x")) == "sk_live_x"
+
+
+@pytest.mark.sqlite
+async def test_a_new_sqlite_database_is_readable_by_its_owner_only(tmp_path: Path) -> None:
+    """Its rows hold customers' names, e-mail addresses and phone numbers: a permissive umask
+    does not make the file, its WAL or its shared memory readable by other local users."""
+    url = f"sqlite:///{tmp_path}/coverline.db"
+    previous = os.umask(0o022)
+    try:
+        await upgrade(url)
+        database = Database(url)
+        try:
+            async with database.transaction() as session:
+                await session.execute(text("DELETE FROM idempotency_keys"))
+            modes = {path.name: path.stat().st_mode & 0o777 for path in sorted(tmp_path.iterdir())}
+        finally:
+            await database.dispose()
+    finally:
+        os.umask(previous)
+    assert modes == {
+        "coverline.db": 0o600,
+        "coverline.db-shm": 0o600,
+        "coverline.db-wal": 0o600,
+    }
+    # A file that exists keeps its mode: the operator may have chosen another.
+    existing = tmp_path / "shared.db"
+    existing.touch(mode=0o640)
+    existing.chmod(0o640)
+    await upgrade(f"sqlite:///{existing}")
+    assert existing.stat().st_mode & 0o777 == 0o640
 
 
 def test_a_new_master_key_still_reads_what_the_old_one_sealed() -> None:
