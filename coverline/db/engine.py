@@ -284,8 +284,9 @@ def _postgresql_engine(url: str, pool_size: int) -> AsyncEngine:
     # is known to asyncpg as soon as the event loop has read the end of its socket: one taken
     # from the pool in that state is replaced before it is used. SQLAlchemy's `pool_pre_ping`
     # would ask the server instead, in three round trips (BEGIN, ";", ROLLBACK) before every
-    # transaction; a connection that dies unnoticed fails its statement, and that error
-    # invalidates every connection of the pool opened before it.
+    # transaction. A connection that dies unnoticed fails the statement that finds it dead
+    # (an error `database_unreachable` calls an outage: a 503), and is replaced when it is
+    # next taken from the pool.
     @event.listens_for(engine.sync_engine, "checkout")
     def _on_checkout(dbapi_connection: Any, _record: Any, _proxy: Any) -> None:
         if dbapi_connection.driver_connection.is_closed():

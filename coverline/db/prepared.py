@@ -98,10 +98,10 @@ class Prepared:
     """One statement, compiled once per dialect and run on the driver's connection of the
     caller's transaction (sqlite3, asyncpg), through SQLAlchemy for any other driver.
 
-    `keys` names the values of each row of an INSERT run with `executemany` or `execute_each`:
-    every column it sets, for SQLAlchemy's column defaults are not applied here. A row whose
-    names are not exactly those is refused (`TypeError`) before anything runs: a value left
-    out of `keys` would otherwise be dropped without a word."""
+    `keys` names the values of each row of an INSERT (`execute`, `executemany`,
+    `execute_each`): every column it sets, for SQLAlchemy's column defaults are not applied
+    here. A row whose names are not exactly those is refused (`TypeError`) before anything
+    runs: a value left out of `keys` would otherwise be dropped without a word."""
 
     __slots__ = ("_compiled", "_keys", "_names", "statement")
 
@@ -135,6 +135,7 @@ class Prepared:
         self, connection: AsyncConnection, values: Mapping[str, Any]
     ) -> list[tuple[Any, ...]]:
         """Run the statement once; its rows, if it returns any."""
+        self._check((values,))
         raw = driver_connection(connection)
         if raw is None:
             adapted = _asyncpg(connection)
@@ -228,16 +229,40 @@ async def _fetch(
                 return []
             return [tuple(record) for record in await driver.fetch(sql, *parameters)]
         except adapted.dbapi.Error as exc:
-            raise _wrapped(sql, parameters, exc, adapted.dbapi.Error) from exc
+            raise _lost(adapted, sql, parameters, exc) from exc
         except Exception as exc:
             try:
                 adapted._handle_exception(exc)
             except adapted.dbapi.Error as translated:
-                raise _wrapped(sql, parameters, translated, adapted.dbapi.Error) from exc
+                raise _lost(adapted, sql, parameters, translated) from exc
             raise
 
 
+def _lost(adapted: Any, sql: str, parameters: Any, exc: Exception) -> StatementError:
+    """The error as SQLAlchemy raises it, saying whether the connection was lost with it (a
+    closed connection is replaced when it is next taken from the pool)."""
+    return _wrapped(
+        sql,
+        parameters,
+        exc,
+        adapted.dbapi.Error,
+        invalidated=adapted.driver_connection.is_closed(),
+    )
+
+
 def _wrapped(
-    sql: str, parameters: Any, exc: Exception, dbapi_error: type[Exception] = sqlite3.Error
+    sql: str,
+    parameters: Any,
+    exc: Exception,
+    dbapi_error: type[Exception] = sqlite3.Error,
+    *,
+    invalidated: bool = False,
 ) -> StatementError:
-    return DBAPIError.instance(sql, parameters, exc, dbapi_error, hide_parameters=True)
+    return DBAPIError.instance(
+        sql,
+        parameters,
+        exc,
+        dbapi_error,
+        hide_parameters=True,
+        connection_invalidated=invalidated,
+    )

@@ -12,7 +12,8 @@ indexed and small; the writers of one process queue in the event loop
 command, say).
 
 A database file that does not exist yet is created readable and writable by its owner alone
-(0600, whatever the umask): it holds customers' personal data. SQLite gives its WAL and
+(0600, whatever a umask of the usual kind, 022 or 002, would allow): it holds customers'
+personal data. SQLite gives its WAL and
 shared-memory files the database file's permissions.
 """
 
@@ -117,7 +118,8 @@ def _create_private(database: str) -> None:
         return
     try:
         descriptor = os.open(database, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
+    except OSError:
+        # It exists, or cannot be made here: SQLite opens it, or says why not, as before.
         return
     os.close(descriptor)
 

@@ -17,6 +17,7 @@ from sqlalchemy import (
     String,
     Table,
     bindparam,
+    event,
     insert,
     select,
     text,
@@ -85,10 +86,22 @@ async def test_stores_what_sqlalchemy_stores(services: Services, probe: Table) -
         await session.execute(probe.delete())
 
     prepared = Prepared(insert(probe), keys=KEYS)
+    # Neither backend runs it through SQLAlchemy's execution: no cursor event.
+    executed: list[str] = []
+
+    def seen(_conn: object, _cursor: object, statement: str, *_: object) -> None:
+        executed.append(statement)
+
+    engine = database.engine.sync_engine
     async with database.transaction() as session:
         connection = await session.connection()
         assert (driver_connection(connection) is not None) == database.is_sqlite
-        await prepared.executemany(connection, _rows())
+        event.listen(engine, "before_cursor_execute", seen)
+        try:
+            await prepared.executemany(connection, _rows())
+        finally:
+            event.remove(engine, "before_cursor_execute", seen)
+    assert executed == []
     assert await _stored(database, probe) == through_sqlalchemy
     # The typed reads at the end: aware UTC datetimes and decoded JSON.
     assert through_sqlalchemy[-3:] == [
@@ -204,6 +217,8 @@ async def test_a_row_with_values_outside_the_keys_is_refused(
             await prepared.executemany(connection, rows)
         with pytest.raises(TypeError, match=message):
             await prepared.execute_each(connection, rows)
+        with pytest.raises(TypeError, match=message):
+            await prepared.execute(connection, rows[1])
     assert await _stored(database, probe) == []
 
 

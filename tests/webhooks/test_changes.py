@@ -1,15 +1,19 @@
 """A change to an endpoint (its URL, its signing secret) applies to every delivery claimed
 after the change commits, also while the worker is busy with that endpoint and has not polled
-since: each turn reads the endpoints' versions before it claims."""
+since: each turn reads the endpoints' versions after its claims."""
 
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
+import pytest
+from sqlalchemy import func, select
 from standardwebhooks import Webhook
 
 from coverline.runtime import Services
-from coverline.webhooks.dispatcher import DispatchSettings
+from coverline.webhooks.dispatcher import Dispatcher, DispatchSettings
+from coverline.webhooks.models import WebhookDelivery, WebhookEndpoint
 from tests.conftest import PartnerFixture
 from tests.fixtures.payloads import instant_booking_request
 from tests.fixtures.receiver import Answer, Receiver, running_receiver
@@ -71,3 +75,60 @@ async def test_a_rotated_secret_signs_the_next_delivery_while_the_old_one_is_in_
     assert len(second.headers["webhook-signature"].split(" ")) == 2
     assert Webhook(new_secret).verify(second.body, second.headers)
     assert Webhook(old_secret).verify(second.body, second.headers)
+
+
+@pytest.mark.postgresql
+async def test_a_change_committed_during_a_turn_applies_to_what_the_turn_claims(
+    services: Services, partner: PartnerFixture, receiver: Receiver, monkeypatch: Any
+) -> None:
+    """On PostgreSQL each statement of a turn sees what committed before it: a PATCH that
+    commits after the turn began and before its claim is what the claimed delivery is sent
+    under (the versions are read after the claims)."""
+    endpoint = await add_endpoint(partner.sandbox, receiver.url)
+    async with services.database.reading() as session:
+        endpoint_id = (
+            await session.execute(
+                select(WebhookEndpoint.id).where(WebhookEndpoint.public_id == endpoint["id"])
+            )
+        ).scalar_one()
+    receiver.answer(Answer(delay=1.0))
+    claim_endpoint = Dispatcher._claim_endpoint
+    async with running_receiver() as moved:
+        armed = asyncio.Event()
+
+        async def waiting() -> int:
+            async with services.database.reading() as session:
+                return int(
+                    (
+                        await session.execute(
+                            select(func.count()).where(
+                                WebhookDelivery.endpoint_id == endpoint_id,
+                                WebhookDelivery.status == "pending",
+                            )
+                        )
+                    ).scalar_one()
+                )
+
+        async def patched_first(
+            self: Dispatcher, connection: Any, claimed_for: int, *args: Any
+        ) -> Any:
+            # Once the second delivery waits, the PATCH commits in the turn about to claim it.
+            if armed.is_set() and claimed_for == endpoint_id and await waiting():
+                armed.clear()
+                changed = await partner.sandbox.call(
+                    "PATCH", f"webhooks/{endpoint['id']}/", {"url": moved.url}
+                )
+                assert changed.status_code == 200, changed.text
+            return await claim_endpoint(self, connection, claimed_for, *args)
+
+        monkeypatch.setattr(Dispatcher, "_claim_endpoint", patched_first)
+        async with running_dispatcher(services, QUIET):
+            await instant(partner)
+            await receiver.wait_for(1)
+            armed.set()
+            second = await instant(partner)
+            (arrived,) = await moved.wait_for(1)
+            assert not armed.is_set()
+            await asyncio.sleep(1.2)
+    assert arrived.json()["payload"]["id"] == second
+    assert len(receiver.received) == 1

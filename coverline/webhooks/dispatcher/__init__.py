@@ -18,8 +18,9 @@
 - A commit that creates deliveries wakes the dispatchers (in this process directly, in others
   through PostgreSQL's NOTIFY) with the endpoints concerned; between wake-ups the loop looks
   for due work (retries, anything missed) every `poll_seconds`, less often while idle.
-- Each turn reads the versions of the endpoints it holds work for and reads again those that
-  changed: a PATCH or a rotated secret applies to everything claimed after it committed.
+- Each turn, after its claims, reads the versions of the endpoints it holds work for and reads
+  again those that changed: a PATCH or a rotated secret applies to every delivery claimed
+  after it committed, and to those still waiting in the worker's queues.
 """
 
 from coverline.webhooks.dispatcher.queues import (

@@ -264,7 +264,8 @@ class Dispatcher:
     ) -> dict[int, list[Claim]]:
         settings = self._settings
         connection = await session.connection()
-        await self._refresh(session, connection, now, changed_only=not search)
+        if search:
+            await self._refresh(session, connection, now)
         live = {q.config.id for q in self._live()}
         candidates = {
             endpoint_id for endpoint_id in live if not self._queues[endpoint_id].exhausted
@@ -294,6 +295,15 @@ class Dispatcher:
             if claims:
                 claimed[endpoint_id] = claims
                 left -= len(claims)
+        # After the claims, not before: on PostgreSQL each statement sees what committed before
+        # it, so a change committed before a claim is seen by this later read, and every
+        # delivery claimed is sent under it. Claims for an endpoint disabled meanwhile are
+        # given back.
+        await self._refresh(session, connection, now, changed_only=True)
+        for endpoint_id in list(claimed):
+            queue = self._queues.get(endpoint_id)
+            if queue is None or queue.retired:
+                self._release.extend(claim.delivery_id for claim in claimed.pop(endpoint_id))
         return claimed
 
     async def _know_all(
@@ -318,11 +328,12 @@ class Dispatcher:
         """Reload what changed of the endpoints this worker holds work for; retire those that
         were disabled or deleted meanwhile (their unsent leases are given back).
 
-        Every turn reads at least the endpoints' versions (`changed_only`: one small statement)
-        and reads again the rows that changed: nothing is claimed for an endpoint under a
-        configuration older than the last change committed, so a delivery made after a PATCH
+        Every turn, after its claims, reads at least the endpoints' versions (`changed_only`:
+        one small statement) and reads again the rows that changed: a delivery is sent under
+        the configuration of its endpoint as of its claim or later, so one made after a PATCH
         or a secret rotation is sent as that change says. The searches of the poll read every
-        row (a MyCover endpoint's partner secret changes without its row)."""
+        row (a MyCover endpoint's partner secret changes without its row, and is read again
+        at most every `CONFIG_SECONDS`)."""
         versions = {q.config.id: q.config.version for q in self._queues.values() if not q.retired}
         if not versions:
             return
