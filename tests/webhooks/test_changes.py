@@ -132,3 +132,22 @@ async def test_a_change_committed_during_a_turn_applies_to_what_the_turn_claims(
             await asyncio.sleep(1.2)
     assert arrived.json()["payload"]["id"] == second
     assert len(receiver.received) == 1
+
+
+async def test_an_endpoint_enabled_again_while_its_old_send_is_under_way_is_woken(
+    services: Services, partner: PartnerFixture, receiver: Receiver
+) -> None:
+    endpoint = await add_endpoint(partner.sandbox, receiver.url)
+    path = f"webhooks/{endpoint['id']}/"
+    receiver.answer(Answer(delay=1.5))
+    async with running_dispatcher(services, QUIET) as dispatcher:
+        await instant(partner)
+        await receiver.wait_for(1)
+        # Disabled while that first send waits for its answer; a search retires its queue.
+        assert (await partner.sandbox.call("PATCH", path, {"enabled": False})).status_code == 200
+        dispatcher.wake(set())
+        await asyncio.sleep(0.2)
+        assert (await partner.sandbox.call("PATCH", path, {"enabled": True})).status_code == 200
+        second = await instant(partner)
+        _, arrived = await receiver.wait_for(2, timeout=1.0)
+    assert arrived.json()["payload"]["id"] == second

@@ -271,7 +271,9 @@ class Dispatcher:
             endpoint_id for endpoint_id in live if not self._queues[endpoint_id].exhausted
         }
         candidates |= hinted & live
-        unknown = hinted - set(self._queues)
+        # Retired queues included: an endpoint enabled again while a send of its old queue
+        # is still under way is read again at its first wake-up, not at the next search.
+        unknown = hinted - live
         if unknown:
             rows = await connection.execute(SQL["endpoints"], {"ids": list(unknown)})
             candidates |= await self._know_all(session, rows.all(), now)
