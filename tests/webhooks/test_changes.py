@@ -8,16 +8,16 @@ import asyncio
 from typing import Any
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import select
 from standardwebhooks import Webhook
 
 from coverline.runtime import Services
 from coverline.webhooks.dispatcher import Dispatcher, DispatchSettings
-from coverline.webhooks.models import WebhookDelivery, WebhookEndpoint
+from coverline.webhooks.models import WebhookEndpoint
 from tests.conftest import PartnerFixture
 from tests.fixtures.payloads import instant_booking_request
 from tests.fixtures.receiver import Answer, Receiver, running_receiver
-from tests.fixtures.webhooks import add_endpoint, running_dispatcher
+from tests.fixtures.webhooks import add_endpoint, delivery_statuses, running_dispatcher
 
 # No poll during the test: the claims come from the wake-ups of the bookings alone, so a
 # configuration the worker held from before the change would be used.
@@ -96,24 +96,15 @@ async def test_a_change_committed_during_a_turn_applies_to_what_the_turn_claims(
     async with running_receiver() as moved:
         armed = asyncio.Event()
 
-        async def waiting() -> int:
-            async with services.database.reading() as session:
-                return int(
-                    (
-                        await session.execute(
-                            select(func.count()).where(
-                                WebhookDelivery.endpoint_id == endpoint_id,
-                                WebhookDelivery.status == "pending",
-                            )
-                        )
-                    ).scalar_one()
-                )
-
         async def patched_first(
             self: Dispatcher, connection: Any, claimed_for: int, *args: Any
         ) -> Any:
             # Once the second delivery waits, the PATCH commits in the turn about to claim it.
-            if armed.is_set() and claimed_for == endpoint_id and await waiting():
+            if (
+                armed.is_set()
+                and claimed_for == endpoint_id
+                and (await delivery_statuses(services, partner)).get("pending")
+            ):
                 armed.clear()
                 changed = await partner.sandbox.call(
                     "PATCH", f"webhooks/{endpoint['id']}/", {"url": moved.url}

@@ -15,7 +15,12 @@ from coverline.webhooks.models import WebhookAttempt, WebhookDelivery, WebhookDe
 from tests.conftest import PartnerFixture
 from tests.fixtures.payloads import instant_booking_request, policyholder, quote_request
 from tests.fixtures.receiver import Answer, Receiver
-from tests.fixtures.webhooks import add_endpoint, running_dispatcher
+from tests.fixtures.webhooks import (
+    add_endpoint,
+    delivery_statuses,
+    running_dispatcher,
+    statuses_become,
+)
 
 
 async def instant(partner: PartnerFixture) -> dict[str, Any]:
@@ -212,26 +217,6 @@ async def test_created_then_cancelled_arrive_in_that_order_while_failing(
     assert final["quotes"][0]["refund_value"] == booking["total_price"]
     detail = await settle(partner, endpoint, "succeeded")
     assert detail["event"] == "BOOKING_CANCELLED"
-
-
-async def delivery_statuses(services: Services, partner: PartnerFixture) -> dict[str, int]:
-    async with services.database.reading() as session:
-        rows = await session.execute(
-            select(WebhookDelivery.status, func.count())
-            .where(WebhookDelivery.partner_id == partner.id)
-            .group_by(WebhookDelivery.status)
-        )
-        return {status: count for status, count in rows.all()}
-
-
-async def statuses_become(
-    services: Services, partner: PartnerFixture, expected: dict[str, int]
-) -> None:
-    for _ in range(200):
-        if await delivery_statuses(services, partner) == expected:
-            return
-        await asyncio.sleep(0.02)
-    assert await delivery_statuses(services, partner) == expected
 
 
 async def test_a_turn_leases_what_the_queue_may_hold_and_stopping_gives_back_the_unsent(
