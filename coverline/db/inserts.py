@@ -19,12 +19,18 @@ from typing import Any, cast
 
 from sqlalchemy import Column, Table, insert, inspect
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import make_transient_to_detached
+from sqlalchemy.orm import Mapper, make_transient_to_detached
 
 from coverline.db.base import Base
 from coverline.db.prepared import Prepared
 
 _STATEMENTS: dict[Table, Prepared] = {}
+# Per mapped class: (attribute key, column) for each of its columns.
+_PLANS: dict[type, list[tuple[str, Column[Any]]]] = {}
+_DEFAULTS: dict[Column[Any], Any] = {}
+# Each table's place in the order of the foreign keys (`MetaData.sorted_tables` sorts anew at
+# every call), computed again if tables are added.
+_ORDER: dict[Table, int] = {}
 
 
 def _statement(table: Table) -> Prepared:
@@ -37,12 +43,32 @@ def _statement(table: Table) -> Prepared:
 
 def _default(column: Column[Any]) -> Any:
     """The value an INSERT leaving `column` out would store, when Python knows it."""
+    if column in _DEFAULTS:
+        return _DEFAULTS[column]
     default = column.default
     if column.server_default is not None or (default is not None and not default.is_scalar):
         raise TypeError(f"{column} has a default only the database or a function can give")
     if column.primary_key:
         raise TypeError(f"{column} is a primary key left unset")
-    return None if default is None else getattr(default, "arg", None)
+    value = _DEFAULTS[column] = None if default is None else getattr(default, "arg", None)
+    return value
+
+
+def _plan(mapper: Mapper[Any]) -> list[tuple[str, Column[Any]]]:
+    plan = _PLANS.get(mapper.class_)
+    if plan is None:
+        plan = _PLANS[mapper.class_] = [
+            (attribute.key, cast("Column[Any]", attribute.columns[0]))
+            for attribute in mapper.column_attrs
+        ]
+    return plan
+
+
+def _order(table: Table) -> int:
+    if len(_ORDER) != len(Base.metadata.tables):
+        _ORDER.clear()
+        _ORDER.update((each, place) for place, each in enumerate(Base.metadata.sorted_tables))
+    return _ORDER[table]
 
 
 async def insert_loaded(session: AsyncSession, objects: Sequence[Base]) -> None:
@@ -52,21 +78,22 @@ async def insert_loaded(session: AsyncSession, objects: Sequence[Base]) -> None:
         state = inspect(item)
         if not state.transient:
             raise ValueError(f"{item!r} is not a new object")
-        mapper = state.mapper
+        values = state.dict
         row = {}
-        for attribute in mapper.column_attrs:
-            column = cast("Column[Any]", attribute.columns[0])
-            if attribute.key not in state.dict:
-                setattr(item, attribute.key, _default(column))
-            row[column.key] = state.dict[attribute.key]
-        rows.setdefault(mapper.local_table, []).append(row)  # type: ignore[arg-type]
+        for key, column in _plan(state.mapper):
+            if key not in values:
+                # As a loaded row's value: no change event (the object is in no session yet,
+                # and joins one with nothing pending).
+                values[key] = _default(column)
+            row[column.key] = values[key]
+        rows.setdefault(state.mapper.local_table, []).append(row)  # type: ignore[arg-type]
     connection = await session.connection()
-    for table in Base.metadata.sorted_tables:
-        if table in rows:
-            await _statement(table).executemany(connection, rows[table])
+    for table in sorted(rows, key=_order):
+        await _statement(table).executemany(connection, rows[table])
     # Detached first, all of them: adding one cascades to the others it refers to, which
     # must then be attached as rows that exist, not as new ones to insert.
     for item in objects:
         make_transient_to_detached(item)
     for item in objects:
-        session.add(item)
+        if item not in session:  # added already, as another's related object
+            session.add(item)

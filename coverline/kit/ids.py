@@ -11,7 +11,18 @@ _MIXED = string.ascii_letters + string.digits
 
 
 def _group(alphabet: str, size: int = 5) -> str:
-    return "".join(secrets.choice(alphabet) for _ in range(size))
+    """`size` characters drawn uniformly from `alphabet`: random bytes read in one call (not
+    one call per character), those at or above the largest multiple of the alphabet's length
+    set aside so that every character is equally likely."""
+    limit = 256 - 256 % len(alphabet)
+    chosen: list[str] = []
+    while len(chosen) < size:
+        for byte in secrets.token_bytes(size + 3):
+            if byte < limit:
+                chosen.append(alphabet[byte % len(alphabet)])
+                if len(chosen) == size:
+                    break
+    return "".join(chosen)
 
 
 def package_id() -> str:
