@@ -116,9 +116,8 @@ class FloorBooking(BaseModel):
     policyholder: FloorPolicyholder
 
 
-def serve_floor(port: int) -> None:
+def floor_app() -> Any:
     """The floor: FastAPI parsing the same body into pydantic models, nothing else."""
-    import uvicorn
     from fastapi import FastAPI
 
     app = FastAPI()
@@ -131,8 +130,14 @@ def serve_floor(port: int) -> None:
     async def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
+    return app
+
+
+def serve_floor(port: int) -> None:
+    import uvicorn
+
     # The settings `coverline serve` uses; uvicorn[standard] brings uvloop and httptools.
-    uvicorn.run(app, host="127.0.0.1", port=port, log_level="info", proxy_headers=True)
+    uvicorn.run(floor_app(), host="127.0.0.1", port=port, log_level="info", proxy_headers=True)
 
 
 def coverline(*args: str, env: dict[str, str]) -> str:
