@@ -43,8 +43,8 @@ class UTCDateTime(TypeDecorator[datetime]):
 
     def bind_processor(self, dialect: Dialect) -> Callable[[Any], Any] | None:
         """On SQLite, `process_bind_param` and the SQLite type's text in one step: the same
-        text (`tests/db/test_types.py`), without the dict the SQLite type formats from for
-        each value (a booking binds about 25 datetimes; the dispatcher several per delivery)."""
+        text (`tests/db/test_types.py`), without the dict the SQLite type builds to format
+        each value from (every datetime a booking or the webhook dispatcher writes)."""
         if getattr(self.impl_instance, "_storage_format", None) != _SQLITE_DATETIME_FORMAT:
             return super().bind_processor(dialect)
 
