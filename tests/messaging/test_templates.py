@@ -293,7 +293,7 @@ def test_every_built_in_template_renders_the_sample() -> None:
 def test_built_in_templates_render_as_with_jinjas_own_lookup() -> None:
     """The built-in templates' environment looks a dict's key up before its attributes (a
     speed-up, `templates._Shipped`); rendered with Jinja's own order, every built-in template
-    gives the same bytes for every kind's sample, in a language with its own names too."""
+    gives the same text for every kind's sample (a brand name outside ASCII, language yo)."""
     jinja = Environment(
         loader=FileSystemLoader(TEMPLATES),
         autoescape=True,
