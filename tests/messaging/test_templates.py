@@ -18,10 +18,12 @@ from coverline.messaging.templates import (
     SMS,
     TEMPLATES,
     Source,
+    _built_in,
     _built_in_html,
     _built_in_text,
     check_source,
     render_built_in,
+    render_source,
 )
 from coverline.runtime import Services
 from tests.conftest import PartnerFixture
@@ -322,6 +324,25 @@ def test_built_in_templates_render_as_with_jinjas_own_lookup() -> None:
     named = {"values": {"items": "three tickets"}}
     assert _built_in_text.from_string("{{ values.items }}").render(named) == "three tickets"
     assert jinja_text.from_string("{{ values.items }}").render(named).startswith("<built-in")
+
+
+def test_jinjas_globals_stay_available_to_every_template() -> None:
+    """Templates keep Jinja's globals (`range`, `namespace`, …) as a plain dict of their own
+    (`templates._flat_globals`): partners' templates and the built-in ones still see them."""
+    branding = Branding("Shop NG", None, None, "#0a7d4f")
+    context = sample_context("purchase", branding, "en")
+    source = Source(
+        "{{ range(2) | list }}",
+        "{% set total = namespace(n=1) %}{% set total.n = total.n + 2 %}{{ total.n }}",
+        "<p>{{ dict(a=1) | length }} {{ customer.first_name }}</p>",
+    )
+    twice = [render_source(source, EMAIL, context) for _ in range(2)]
+    assert twice[0] == twice[1]
+    assert twice[0].subject == "[0, 1]"
+    assert twice[0].text == "3\n"
+    assert twice[0].html == f"<p>1 {NAME_FIRST}</p>"
+    built_in = _built_in("email/purchase.html").globals
+    assert type(built_in) is dict and {"range", "namespace", "dict"} <= built_in.keys()
 
 
 async def test_a_transaction_reads_settings_and_templates_again_after_changing_them(
