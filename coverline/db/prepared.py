@@ -136,21 +136,12 @@ class Prepared:
     ) -> list[tuple[Any, ...]]:
         """Run the statement once; its rows, if it returns any."""
         self._check((values,))
-        raw = driver_connection(connection)
-        if raw is None:
-            adapted = _asyncpg(connection)
-            if adapted is not None:
-                compiled = self._for(connection.dialect)
-                return compiled.rows(await _fetch(adapted, compiled.sql, compiled.bind(values)))
+        raw, adapted = _drivers(connection)
+        if raw is None and adapted is None:
             result = await connection.execute(self.statement, values)
             return [tuple(row) for row in result.all()] if result.returns_rows else []
         compiled = self._for(connection.dialect)
-        parameters = compiled.bind(values)
-        try:
-            rows = raw.execute(compiled.sql, parameters).fetchall()
-        except sqlite3.Error as exc:
-            raise _wrapped(compiled.sql, parameters, exc) from exc
-        return compiled.rows(rows)
+        return compiled.rows(await _run(raw, adapted, compiled.sql, compiled.bind(values)))
 
     async def execute_each(
         self, connection: AsyncConnection, rows: Sequence[Mapping[str, Any]]
@@ -162,22 +153,15 @@ class Prepared:
         if not rows:
             return []
         self._check(rows)
-        raw = driver_connection(connection)
-        if raw is None:
-            adapted = _asyncpg(connection) if len(rows) == 1 else None
-            if adapted is not None:
-                compiled = self._for(connection.dialect)
-                return compiled.rows(await _fetch(adapted, compiled.sql, compiled.bind(rows[0])))
+        raw, adapted = _drivers(connection)
+        if raw is None and (adapted is None or len(rows) > 1):
+            # SQLAlchemy sends several rows in one statement.
             result = await connection.execute(self.statement, list(rows))
             return [tuple(row) for row in result.all()]
         compiled = self._for(connection.dialect)
         returned: list[tuple[Any, ...]] = []
         for row in rows:
-            parameters = compiled.bind(row)
-            try:
-                returned.extend(raw.execute(compiled.sql, parameters).fetchall())
-            except sqlite3.Error as exc:
-                raise _wrapped(compiled.sql, parameters, exc) from exc
+            returned.extend(await _run(raw, adapted, compiled.sql, compiled.bind(row)))
         return compiled.rows(returned)
 
     async def executemany(
@@ -187,21 +171,37 @@ class Prepared:
         if not rows:
             return
         self._check(rows)
-        raw = driver_connection(connection)
-        if raw is None:
-            adapted = _asyncpg(connection)
-            if adapted is not None:
-                compiled = self._for(connection.dialect)
-                await _fetch(adapted, compiled.sql, [compiled.bind(row) for row in rows], many=True)
-                return
+        raw, adapted = _drivers(connection)
+        if raw is None and adapted is None:
             await connection.execute(self.statement, list(rows))
             return
         compiled = self._for(connection.dialect)
         parameters = [compiled.bind(row) for row in rows]
-        try:
-            raw.executemany(compiled.sql, parameters)
-        except sqlite3.Error as exc:
-            raise _wrapped(compiled.sql, parameters, exc) from exc
+        await _run(raw, adapted, compiled.sql, parameters, many=True)
+
+
+def _drivers(connection: AsyncConnection) -> tuple[Any | None, Any | None]:
+    """The `sqlite3` connection of `connection`'s transaction, or SQLAlchemy's adapter of its
+    asyncpg one; (None, None) for any other driver."""
+    raw = driver_connection(connection)
+    return (raw, None) if raw is not None else (None, _asyncpg(connection))
+
+
+async def _run(
+    raw: Any | None, adapted: Any | None, sql: str, parameters: Any, *, many: bool = False
+) -> list[tuple[Any, ...]]:
+    """Run `sql` on the `sqlite3` connection `raw`, or else on the asyncpg connection of
+    `adapted`; its rows (none when `many`)."""
+    if raw is None:
+        return await _fetch(adapted, sql, parameters, many=many)
+    try:
+        if many:
+            raw.executemany(sql, parameters)
+            return []
+        rows: list[tuple[Any, ...]] = raw.execute(sql, parameters).fetchall()
+    except sqlite3.Error as exc:
+        raise _wrapped(sql, parameters, exc) from exc
+    return rows
 
 
 def _asyncpg(connection: AsyncConnection) -> Any | None:

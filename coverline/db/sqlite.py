@@ -13,8 +13,7 @@ command, say).
 
 A database file that does not exist yet is created readable and writable by its owner alone
 (0600, whatever a umask of the usual kind, 022 or 002, would allow): it holds customers'
-personal data. SQLite gives its WAL and
-shared-memory files the database file's permissions.
+personal data. SQLite gives its WAL and shared-memory files the database file's permissions.
 """
 
 from __future__ import annotations
