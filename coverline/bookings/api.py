@@ -10,7 +10,7 @@ from starlette.responses import Response
 
 from coverline.bookings import service
 from coverline.bookings.schemas import BookingDiffOut
-from coverline.kit.http import MAX_OFFSET, PartnerRouter
+from coverline.kit.http import MAX_OFFSET, NoBody, PartnerRouter
 from coverline.partners.deps import PartnerCall, partner_call
 from coverline.quotes.models import QuotePackage
 from coverline.quotes.presenter import booking_json
@@ -129,7 +129,9 @@ async def modify_booking(
     status_code=201,
     summary="Confirm payment",
 )
-async def confirm_booking(package_id: str, call: PartnerCall = Depends(partner_call)) -> Response:
+async def confirm_booking(
+    package_id: str, _body: NoBody | None = None, call: PartnerCall = Depends(partner_call)
+) -> Response:
     async def work(session: AsyncSession) -> tuple[int, Any]:
         body = await service.confirm_payment(
             session, call.services.catalog, call.scope, package_id, renderer(call)

@@ -12,7 +12,7 @@ BOOKING_CANCELLED, whose cancelled quotes carry their `refund_value`.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -23,7 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from coverline.bookings.instalments import cancel_unpaid, load_schedules, paid_minor, rfc3339
 from coverline.bookings.models import Cancellation
 from coverline.bookings.modifications import fingerprint
-from coverline.bookings.refunds import CancellationTerms, refund_for
+from coverline.bookings.refunds import CancellationTerms, Period, refund_for
 from coverline.bookings.service import Render, _emit, load_booking
 from coverline.catalog.service import Catalog
 from coverline.events.service import EventType
@@ -35,6 +35,7 @@ from coverline.quotes.models import Quote, QuotePackage
 from coverline.quotes.presenter import booked_quotes
 from coverline.quotes.schemas import QuoteRef
 from coverline.quotes.service import Scope
+from coverline.renewals.service import paid_periods
 
 PREVIEW_TTL = timedelta(hours=24)
 PREVIEW = "PREVIEW"
@@ -119,18 +120,17 @@ async def _refunds(
         terms = CancellationTerms.of(
             definition.cancellation, currency, definition.base_currency, fx
         )
+        periods = []
+        for period in paid_periods(quote, package.renewals):
+            price = from_minor(period.price_minor, currency)
+            periods.append(Period(period.start, period.end, price=price, paid=price))
         schedule = schedules.get(quote.id)
-        paid = quote.price_minor if schedule is None else paid_minor(schedule)
+        if schedule is not None:  # instalments pay the first period
+            periods[0] = replace(periods[0], paid=from_minor(paid_minor(schedule), currency))
+        paid = sum(to_minor(period.paid, currency) for period in periods)
         confirmed_at = quote.confirmed_at or package.booked_at or quote.created_at
         refund = refund_for(
-            price=from_minor(quote.price_minor, currency),
-            paid=from_minor(paid, currency),
-            currency=currency,
-            start=quote.start_at,
-            end=quote.end_at,
-            confirmed_at=confirmed_at,
-            at=at,
-            terms=terms,
+            periods=periods, currency=currency, confirmed_at=confirmed_at, at=at, terms=terms
         )
         until = refund.cooling_off_until
         lines.append(

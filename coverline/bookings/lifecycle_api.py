@@ -7,7 +7,6 @@ from decimal import Decimal
 from typing import Any
 
 from fastapi import Depends
-from pydantic import BaseModel, ConfigDict
 from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.responses import Response
 
@@ -22,17 +21,11 @@ from coverline.bookings.schemas import (
 from coverline.bookings.service import load_booking
 from coverline.kit.dates import server_time
 from coverline.kit.errors import Conflict
-from coverline.kit.http import PartnerRouter
+from coverline.kit.http import NoBody, PartnerRouter
 from coverline.kit.money import format_money, json_number
 from coverline.partners.deps import PartnerCall, partner_call
 
 router = PartnerRouter(tags=["lifecycle"])
-
-
-class ConfirmIn(BaseModel):
-    """The confirmations take an empty body (`{}`), as XCover's client sends."""
-
-    model_config = ConfigDict(extra="forbid")
 
 
 def _with_diffs(
@@ -80,12 +73,12 @@ async def quote_for_update(
 async def confirm_update(
     package_id: str,
     update_id: str,
-    data: ConfirmIn | None = None,
+    _body: NoBody | None = None,
     call: PartnerCall = Depends(partner_call),
 ) -> Response:
     async def work(session: AsyncSession) -> tuple[int, Any]:
         booking, diffs = await modifications.confirm_update(
-            session, call.scope, package_id, update_id, renderer(call)
+            session, call.services.catalog, call.scope, package_id, update_id, renderer(call)
         )
         return 201, _with_diffs(dict(booking), diffs, booking["currency"])
 
@@ -121,7 +114,7 @@ async def cancel(
 async def confirm_cancellation(
     package_id: str,
     cancellation_id: str,
-    data: ConfirmIn | None = None,
+    _body: NoBody | None = None,
     call: PartnerCall = Depends(partner_call),
 ) -> Response:
     async def work(session: AsyncSession) -> tuple[int, Any]:

@@ -38,8 +38,10 @@ from coverline.quotes.models import Policyholder, Quote, QuotePackage
 from coverline.quotes.presenter import booked_quotes
 from coverline.quotes.schemas import PolicyholderPatchIn
 from coverline.quotes.service import START_TOLERANCE, Scope, apply_rating
+from coverline.renewals.service import paid_periods, quote_changed
 
 UPDATE_TTL = timedelta(hours=24)
+_HOLDER_COLUMNS = sorted(column.key for column in inspect(Policyholder).column_attrs)
 QUOTED = "QUOTED"
 CONFIRMED = "CONFIRMED"
 
@@ -72,8 +74,14 @@ class PricedUpdate:
 
 
 def fingerprint(package: QuotePackage) -> str:
-    """What a priced change depends on: the booked quotes and the booking's status."""
-    state: list[Any] = [package.status]
+    """What a priced change depends on: the booking's status, its policyholder (a change
+    confirmed later must not undo a direct one made since) and its booked quotes."""
+    holder = package.policyholder
+    state: list[Any] = [
+        package.status,
+        package.partner_transaction_id,
+        None if holder is None else [getattr(holder, name) for name in _HOLDER_COLUMNS],
+    ]
     for quote in booked_quotes(package):
         state.append(
             [
@@ -120,11 +128,6 @@ def _holder_changes(data: BookingUpdateIn) -> dict[str, Any]:
     if data.policyholder is None:
         return {}
     changes = data.policyholder.model_dump(exclude_unset=True)
-    nulls = [name for name in ("first_name", "last_name") if name in changes and not changes[name]]
-    if nulls:
-        raise ValidationFailed(
-            errors={"policyholder": {name: ["This field may not be null."] for name in nulls}}
-        )
     if changes.get("birth_date") is not None:
         changes["birth_date"] = changes["birth_date"].isoformat()
     if "allow_updates" in changes:
@@ -160,6 +163,12 @@ def _targets(package: QuotePackage, data: BookingUpdateIn, now: datetime) -> lis
             raise Conflict(f"Quote {quote.id} is {quote.status.lower()}; it cannot be changed.")
         if quote.end_at <= now:
             raise Conflict(f"The cover of quote {quote.id} has ended; it cannot be changed.")
+        periods = paid_periods(quote, package.renewals)
+        if len(periods) > 1 and periods[-1].start > now:
+            raise Conflict(
+                f"Quote {quote.id} is renewed for a period that has not started; it can be "
+                "changed once that period starts."
+            )
     return quotes
 
 
@@ -206,14 +215,21 @@ def _price_change(
     start = _start(quote, item.update_fields, now, problems)
     if problems:
         return None, problems
+    # A renewed quote is priced for the period it is in, which ends when the quote does.
+    periods = paid_periods(quote, package.renewals)
+    renewed = len(periods) > 1
     try:
-        end = policy_end(definition, fields, start)
+        end = (
+            with_offset(quote.end_at, quote.end_offset)
+            if renewed
+            else policy_end(definition, fields, start)
+        )
         rating = rate(
             definition,
             fields,
             currency=package.currency,
             customer_country=package.customer_country or "",
-            start=start,
+            start=with_offset(periods[-1].start, quote.start_offset) if renewed else start,
             end=end,
             fx=fx,
         )
@@ -263,6 +279,22 @@ def _restore(quote: Quote, stored: dict[str, Any]) -> None:
     quote.commission_minor = stored["commission_minor"]
     quote.cover_amount_minor = stored["cover_amount_minor"]
     quote.breakdown = stored["breakdown"]
+
+
+def _no_longer_applicable(quote: Quote, stored: dict[str, Any], now: datetime) -> str | None:
+    """Why a priced change of `quote` cannot apply at `now`, when time has moved past the
+    rules it was priced under (the same as `_targets` and `_start` apply when pricing)."""
+    if quote.end_at <= now:
+        return f"the cover of quote {quote.id} has ended"
+    start = datetime.fromisoformat(stored["start_at"])
+    if start != quote.start_at:
+        if quote.start_at <= now:
+            return f"the cover of quote {quote.id} has started; its start date cannot change"
+        if start < now - START_TOLERANCE:
+            return f"the new start date of quote {quote.id} has passed"
+    if datetime.fromisoformat(stored["end_at"]) <= now:
+        return f"the cover of quote {quote.id} would have ended already"
+    return None
 
 
 async def quote_for_update(
@@ -329,7 +361,12 @@ def _diffs(package: QuotePackage, changed: dict[str, Quote]) -> dict[str, Decima
 
 
 async def confirm_update(
-    session: AsyncSession, scope: Scope, booking_id: str, update_id: str, render: Render
+    session: AsyncSession,
+    catalog: Catalog,
+    scope: Scope,
+    booking_id: str,
+    update_id: str,
+    render: Render,
 ) -> tuple[dict[str, Any], dict[str, Decimal]]:
     """Apply a priced update; the booking as committed and each quote's price change."""
     package = await load_booking(session, scope, booking_id, lock=True)
@@ -356,13 +393,19 @@ async def confirm_update(
             f"Booking {booking_id} changed after update {update_id} was quoted; "
             "quote the change again."
         )
-    before = {quote.id: quote.price_minor for quote in booked_quotes(package)}
     stored_quotes: dict[str, Any] = update.changes.get("quotes", {})
-    for quote in package.quotes:
+    for quote in booked_quotes(package):
         stored = stored_quotes.get(quote.id)
-        if stored is not None:
-            _restore(quote, stored)
-            quote.updated_at = scope.now
+        problem = None if stored is None else _no_longer_applicable(quote, stored, scope.now)
+        if problem is not None:
+            raise Conflict(f"Update {update_id}: {problem}; quote the change again.")
+    before = {quote.id: quote.price_minor for quote in booked_quotes(package)}
+    changed = [quote for quote in package.quotes if quote.id in stored_quotes]
+    definitions = await catalog.definitions({quote.product_version_id for quote in changed})
+    for quote in changed:
+        _restore(quote, stored_quotes[quote.id])
+        quote.updated_at = scope.now
+        quote_changed(package, quote, definitions[quote.product_version_id], scope.now)
     holder = package.policyholder
     assert holder is not None  # every booking has one
     for name, value in update.changes.get("policyholder", {}).items():

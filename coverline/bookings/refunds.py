@@ -5,9 +5,9 @@ the moment of cancellation and the product's cancellation terms.
   the cover has not ended: everything paid comes back, without a fee.
 - Once the cover has ended: nothing.
 - Otherwise, pro rata: what was paid less the premium earned for the cover already used
-  (the price times the used part of the period, to the microsecond), less the adjustment
-  fee (a flat amount, or a percentage of that refund). Before the cover starts nothing is
-  used yet.
+  (each period's price times the used part of that period, to the microsecond; a renewed
+  quote has a period for each renewal paid), less the adjustment fee (a flat amount, or a
+  percentage of that refund). Before a period starts nothing of it is used yet.
 
 The refund is never negative and never more than what was paid. Amounts are `Decimal`,
 rounded half-up once to the currency's minor units.
@@ -15,6 +15,7 @@ rounded half-up once to the currency's minor units.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Context, Decimal, localcontext
@@ -62,35 +63,42 @@ def cooling_off_until(confirmed_at: datetime, terms: CancellationTerms) -> datet
     return confirmed_at + timedelta(days=terms.cooling_off_days)
 
 
+@dataclass(frozen=True)
+class Period:
+    """A period of cover paid for: its price (premium and taxes) and how much of it the
+    customer has paid (less than the price while instalments are outstanding)."""
+
+    start: datetime
+    end: datetime
+    price: Decimal
+    paid: Decimal
+
+
 def refund_for(
     *,
-    price: Decimal,
-    paid: Decimal,
+    periods: Sequence[Period],
     currency: str,
-    start: datetime,
-    end: datetime,
     confirmed_at: datetime,
     at: datetime,
     terms: CancellationTerms,
 ) -> Refund:
-    """The refund of a quote cancelled at `at`.
-
-    `price` is the premium and taxes of the period of cover, `paid` how much of it the
-    customer has paid (less than the price while instalments are outstanding).
-    """
-    if not Decimal(0) <= paid <= price:
-        raise ValueError(f"paid {paid} must be between 0 and the price {price}")
-    if end <= start:
-        raise ValueError("the cover must end after it starts")
+    """The refund of a quote cancelled at `at`, over the periods paid for, in order (one, or
+    one more for each renewal paid): each earns its own price over its own time."""
+    if not periods:
+        raise ValueError("a quote has at least one period of cover")
+    for period in periods:
+        if not Decimal(0) <= period.paid <= period.price:
+            raise ValueError(f"paid {period.paid} must be between 0 and the price {period.price}")
+        if period.end <= period.start:
+            raise ValueError("the cover must end after it starts")
+    paid = sum((period.paid for period in periods), Decimal(0))
     until = cooling_off_until(confirmed_at, terms)
-    if at >= end:
+    if at >= periods[-1].end:
         return Refund(Decimal(0), Decimal(0), until)
     if until is not None and at <= until:
         return Refund(paid, Decimal(0), until)
-    total = (end - start) // _TICK
-    used = min(max((at - start) // _TICK, 0), total)
     with localcontext(_ARITHMETIC):
-        earned = price * used / total
+        earned = sum((_earned(period, at) for period in periods), Decimal(0))
         due = min(quantize(max(paid - earned, Decimal(0)), currency), paid)
         if terms.flat_fee is not None:
             fee = terms.flat_fee
@@ -100,3 +108,10 @@ def refund_for(
             fee = Decimal(0)
     fee = min(fee, due)
     return Refund(quantize(due - fee, currency), quantize(fee, currency), until)
+
+
+def _earned(period: Period, at: datetime) -> Decimal:
+    """The premium `period` has earned by `at`: its price times the share of it used."""
+    total = (period.end - period.start) // _TICK
+    used = min(max((at - period.start) // _TICK, 0), total)
+    return period.price * used / total

@@ -184,8 +184,6 @@ async def modify(
     holder = package.policyholder
     assert holder is not None
     for name, value in holder_changes.items():
-        if name in {"first_name", "last_name"} and value is None:
-            raise ValidationFailed(errors={"policyholder": {name: ["This field may not be null."]}})
         if name == "birth_date" and value is not None:
             value = value.isoformat()
         if name == "allow_updates":

@@ -40,6 +40,7 @@ from pydantic import (
     model_validator,
 )
 
+from coverline.kit import dates
 from coverline.kit.money import is_currency
 
 DEMO_CATALOG_PATH = Path(__file__).parent / "demo" / "catalog.yaml"
@@ -483,7 +484,7 @@ def parse_rfc3339(text: str) -> datetime:
     """An RFC 3339 date-time with its offset kept (`Z` becomes +00:00)."""
     if not _RFC3339.match(text):
         raise ValueError(f"{text!r} is not an RFC 3339 date-time with a time zone offset")
-    return datetime.fromisoformat(text.upper())
+    return dates.parse_rfc3339(text)
 
 
 def _check_date_time(instance: object) -> bool:

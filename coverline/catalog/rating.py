@@ -15,7 +15,7 @@ import math
 import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from decimal import Context, Decimal, localcontext
 from typing import Any
 
@@ -48,6 +48,8 @@ NON_FIELD_ERRORS = "non_field_errors"
 
 # Generous precision: products of a few request values and rates never round here.
 _ARITHMETIC = Context(prec=60)
+# No cover ends later: a far-future start gets a clear error, never a date past year 9999.
+LATEST_END = datetime(9000, 1, 1, tzinfo=UTC)
 
 
 class RatingError(ValidationFailed):
@@ -276,7 +278,13 @@ def policy_end(
     else:
         assert delta is not None  # a period has an end_field or a duration
         name = "policy_start_date"
-        end = start + delta
+        try:
+            end = start + delta
+        except (OverflowError, ValueError):  # past year 9999
+            end = LATEST_END
+    if end >= LATEST_END:
+        # Renewals, notices and grace periods are counted from the end: room is left for them.
+        raise RatingError({name: [f"{name} is too far in the future"]})
     if period.max_days is not None and end - start > timedelta(days=period.max_days):
         raise RatingError(
             {name: [f"The period of cover must not be longer than {period.max_days} days"]}

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta, timezone
 
+_EARLIEST = datetime.min.replace(tzinfo=UTC) + timedelta(days=1)
+_LATEST = datetime.max.replace(tzinfo=UTC) - timedelta(days=1)
+
 
 def parse_rfc3339(value: str) -> datetime:
     """Parse an RFC 3339 date-time (or date: midnight UTC); the result is always aware."""
@@ -13,6 +16,13 @@ def parse_rfc3339(value: str) -> datetime:
     parsed = datetime.fromisoformat(text.replace("z", "Z"))
     if parsed.tzinfo is None:
         raise ValueError("a date-time needs an offset (Z or +HH:MM)")
+    # Stored in UTC and shown in any offset: the instant must stay a datetime in all of them.
+    try:
+        instant = parsed.astimezone(UTC)
+    except OverflowError:
+        raise ValueError("the date-time is out of range") from None
+    if not _EARLIEST <= instant <= _LATEST:
+        raise ValueError("the date-time is out of range")
     return parsed
 
 

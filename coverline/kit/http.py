@@ -47,6 +47,13 @@ class ResponseBody(BaseModel):
     model_config = ConfigDict(extra="allow")
 
 
+class NoBody(BaseModel):
+    """The body of a write that takes none: absent or `{}` (what XCover's client sends).
+    Anything else is refused as any body is: 400 when it is not JSON, 422 for a field."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
 class EmptyBody(BaseModel):
     """What an idempotent replay of a 204 answers: `{}`."""
 
@@ -165,6 +172,13 @@ class PartnerRouter(SlashAgnosticRouter):
             }
         kwargs["responses"] = {**responses, **(kwargs.get("responses") or {})}
         super().add_api_route(path, endpoint, **kwargs)
+        if writes and not any(
+            route.body_field is not None
+            for route in self.routes
+            if isinstance(route, APIRoute) and route.endpoint is endpoint
+        ):
+            # An undeclared body is never read: a malformed one would go through unnoticed.
+            raise TypeError(f"{path}: a partner write declares its body (NoBody for none).")
 
 
 def _message(error: dict[str, Any]) -> str:

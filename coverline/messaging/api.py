@@ -9,7 +9,7 @@ from fastapi import Body, Depends, Query
 from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.responses import Response
 
-from coverline.kit.http import MAX_OFFSET, PartnerRouter
+from coverline.kit.http import MAX_OFFSET, NoBody, PartnerRouter
 from coverline.messaging import service
 from coverline.messaging.schemas import (
     MessageListOut,
@@ -111,7 +111,11 @@ async def put_template(
     summary="Delete a template of your own (back to the built-in one)",
 )
 async def delete_template(
-    event: str, channel: str, language: str, call: PartnerCall = Depends(partner_call)
+    event: str,
+    channel: str,
+    language: str,
+    _body: NoBody | None = None,
+    call: PartnerCall = Depends(partner_call),
 ) -> Response:
     async def work(session: AsyncSession) -> tuple[int, Any]:
         await service.delete_template(session, *_who(call), (event, channel, language))

@@ -9,7 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.responses import Response
 
 from coverline.kit.dates import server_time
-from coverline.kit.http import PartnerRouter
+from coverline.kit.http import NoBody, PartnerRouter
 from coverline.partners import service
 from coverline.partners.deps import PartnerCall, partner_call
 from coverline.partners.models import ApiCredential
@@ -49,7 +49,9 @@ async def list_keys(call: PartnerCall = Depends(partner_call)) -> Response:
     response_model=IssuedApiKeyOut,
     summary="Create a new API key (rotation: the old key stays valid until revoked)",
 )
-async def create_key(call: PartnerCall = Depends(partner_call)) -> Response:
+async def create_key(
+    _body: NoBody | None = None, call: PartnerCall = Depends(partner_call)
+) -> Response:
     async def work(session: AsyncSession) -> tuple[int, Any]:
         partner = await service.get_partner(session, call.principal.partner_code)
         issued = await service.issue_credential(
@@ -67,7 +69,9 @@ async def create_key(call: PartnerCall = Depends(partner_call)) -> Response:
 
 
 @router.delete("/api_keys/{api_key}/", response_model=ApiKeyOut, summary="Revoke an API key")
-async def revoke_key(api_key: str, call: PartnerCall = Depends(partner_call)) -> Response:
+async def revoke_key(
+    api_key: str, _body: NoBody | None = None, call: PartnerCall = Depends(partner_call)
+) -> Response:
     async def work(session: AsyncSession) -> tuple[int, Any]:
         partner = await service.get_partner(session, call.principal.partner_code)
         credential = await service.revoke_credential(

@@ -8,7 +8,7 @@ from fastapi import Depends
 from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.responses import Response
 
-from coverline.kit.http import PartnerRouter
+from coverline.kit.http import NoBody, PartnerRouter
 from coverline.partners.deps import PartnerCall, partner_call
 from coverline.quotes import service
 from coverline.quotes.models import QuotePackage
@@ -112,7 +112,9 @@ async def delete_quotes(
     status_code=204,
     summary="Record that the customer declined the offer",
 )
-async def opt_out(package_id: str, call: PartnerCall = Depends(partner_call)) -> Response:
+async def opt_out(
+    package_id: str, _body: NoBody | None = None, call: PartnerCall = Depends(partner_call)
+) -> Response:
     async def work(session: AsyncSession) -> tuple[int, Any]:
         await service.opt_out(session, call.scope, package_id)
         return 204, None

@@ -96,6 +96,12 @@ def _check_country(value: str | None) -> str | None:
     return value
 
 
+def _not_null(value: str | None) -> str:
+    if value is None:
+        raise ValueError("This field may not be null.")
+    return value
+
+
 class PolicyholderPatchIn(BaseModel):
     """Policyholder fields; every one optional (direct modification of a booking)."""
 
@@ -118,6 +124,8 @@ class PolicyholderPatchIn(BaseModel):
     company: str | None = Field(default=None, max_length=300)
     allow_updates: bool | None = None
 
+    # A booking's policyholder always has these: a change may leave them out, never null them.
+    _required = field_validator("first_name", "last_name", "email")(_not_null)
     _phone = field_validator("phone")(_check_phone)
     _email = field_validator("email", "secondary_email")(_check_email)
     _country = field_validator("country")(_check_country)

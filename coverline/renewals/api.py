@@ -9,7 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.responses import Response
 
 from coverline.bookings.api import renderer
-from coverline.kit.http import PartnerRouter
+from coverline.kit.http import NoBody, PartnerRouter
 from coverline.partners.deps import PartnerCall, partner_call
 from coverline.quotes.schemas import BookingOut
 from coverline.renewals import service
@@ -23,7 +23,9 @@ router = PartnerRouter(tags=["renewals"])
     response_model=BookingRenewalQuoteOut,
     summary="Price the next period with the product's current version",
 )
-async def quote_for_renewal(package_id: str, call: PartnerCall = Depends(partner_call)) -> Response:
+async def quote_for_renewal(
+    package_id: str, _body: NoBody | None = None, call: PartnerCall = Depends(partner_call)
+) -> Response:
     async def work(session: AsyncSession) -> tuple[int, Any]:
         body = await service.quote_for_renewal(
             session, call.services.catalog, call.scope, package_id, renderer(call)
@@ -39,7 +41,10 @@ async def quote_for_renewal(package_id: str, call: PartnerCall = Depends(partner
     summary="Pay a quoted renewal",
 )
 async def confirm_renewal(
-    package_id: str, renewal_id: str, call: PartnerCall = Depends(partner_call)
+    package_id: str,
+    renewal_id: str,
+    _body: NoBody | None = None,
+    call: PartnerCall = Depends(partner_call),
 ) -> Response:
     async def work(session: AsyncSession) -> tuple[int, Any]:
         body = await service.confirm(
@@ -53,7 +58,9 @@ async def confirm_renewal(
 @router.post(
     "/renewals/{package_id}/opt_out/", response_model=BookingOut, summary="Stop renewing a policy"
 )
-async def renewal_opt_out(package_id: str, call: PartnerCall = Depends(partner_call)) -> Response:
+async def renewal_opt_out(
+    package_id: str, _body: NoBody | None = None, call: PartnerCall = Depends(partner_call)
+) -> Response:
     async def work(session: AsyncSession) -> tuple[int, Any]:
         return 200, await service.opt_out(session, call.scope, package_id, renderer(call))
 

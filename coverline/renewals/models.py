@@ -44,6 +44,9 @@ class Renewal(Base):
     quoted_commission_minor: Mapped[int | None] = mapped_column(BigInteger, default=None)
     quoted_breakdown: Mapped[dict[str, Any] | None] = mapped_column(default=None)
     quoted_at: Mapped[datetime | None] = mapped_column(default=None)
+    # Once paid: the price of the period this one followed, which paying it replaced on the
+    # quote (None for renewals paid before it was kept).
+    previous_price_minor: Mapped[int | None] = mapped_column(BigInteger, default=None)
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]
 

@@ -26,6 +26,8 @@ from coverline.renewals.models import Renewal
 
 Render = Callable[[QuotePackage], Awaitable[dict[str, Any]]]
 OPEN = ("ACTIVE", "DUE")
+# How far a month-end period can move from one counted from its start (31 Jan → 28 Feb).
+MONTH_END_DRIFT = timedelta(days=3)
 
 
 def _rfc(moment: datetime | None) -> str | None:
@@ -73,10 +75,7 @@ def new_renewal(
     now: datetime,
 ) -> Renewal:
     """The renewal into period `sequence`, falling due when the current period ends."""
-    assert definition.renewal is not None
-    notification = due - timedelta(days=definition.renewal.notification_days)
-    expiry = due + timedelta(days=definition.renewal.grace_days)
-    return Renewal(
+    renewal = Renewal(
         id=ids.renewal_id(),
         partner_id=package.partner_id,
         mode=package.mode,
@@ -84,15 +83,78 @@ def new_renewal(
         quote_id=quote.id,
         sequence=sequence,
         status="ACTIVE",
-        start_date=due,
-        notification_date=notification,
-        due_date=due,
-        expiry_date=expiry,
-        stage="notify",
-        next_transition_at=notification,
         created_at=now,
         updated_at=now,
     )
+    _fall_due(renewal, definition, due)
+    return renewal
+
+
+def _fall_due(renewal: Renewal, definition: ProductDefinition, due: datetime) -> None:
+    """The renewal's dates when the period before it ends at `due`; its clock from the start."""
+    assert definition.renewal is not None
+    renewal.start_date = renewal.due_date = due
+    renewal.notification_date = due - timedelta(days=definition.renewal.notification_days)
+    renewal.expiry_date = due + timedelta(days=definition.renewal.grace_days)
+    renewal.stage, renewal.next_transition_at = "notify", renewal.notification_date
+
+
+def period_end(quote: Quote, renewal: Renewal, definition: ProductDefinition) -> datetime:
+    """The end of the period `renewal` pays for: counted from the quote's first start, so
+    that month ends never drift (31 Jan → 28 Feb → 31 Mar), unless the product's period has
+    changed since (then from the renewal's start)."""
+    period = _period(definition)
+    following = renewal.start_date + period
+    anchored = quote.start_at + period * renewal.sequence
+    return anchored if abs(anchored - following) <= MONTH_END_DRIFT else following
+
+
+@dataclass(frozen=True)
+class PaidPeriod:
+    start: datetime
+    end: datetime
+    price_minor: int
+
+
+def paid_periods(quote: Quote, renewals: Sequence[Renewal]) -> list[PaidPeriod]:
+    """The periods of cover a quote's customer has paid for, in order: the first from the
+    quote's start, then one for each paid renewal, the last ending when the quote ends. Each
+    has the price it was paid at; the last the quote's, with any modification since."""
+    paid = sorted(
+        (r for r in renewals if r.quote_id == quote.id and r.paid_on is not None),
+        key=lambda r: r.sequence,
+    )
+    starts = [quote.start_at, *(r.start_date for r in paid)]
+    ends = [*(r.start_date for r in paid), quote.end_at]
+    prices = [
+        *(
+            quote.price_minor if r.previous_price_minor is None else r.previous_price_minor
+            for r in paid
+        ),
+        quote.price_minor,
+    ]
+    periods = [PaidPeriod(*period) for period in zip(starts, ends, prices, strict=True)]
+    return [period for period in periods[:-1] if period.end > period.start] + periods[-1:]
+
+
+def quote_changed(
+    package: QuotePackage, quote: Quote, definition: ProductDefinition, now: datetime
+) -> None:
+    """After a modification of `quote`: a price quoted for its next period was worked out with
+    the fields before, and is forgotten (the renewal is quoted again before it is paid); and
+    the renewal falls due when the quote now ends."""
+    for renewal in package.renewals:
+        if renewal.quote_id != quote.id or renewal.paid_on is not None:
+            continue
+        if renewal.status not in OPEN:
+            continue
+        renewal.quoted_version_id = renewal.quoted_price_minor = None
+        renewal.quoted_premium_minor = renewal.quoted_tax_minor = None
+        renewal.quoted_commission_minor = renewal.quoted_breakdown = renewal.quoted_at = None
+        if renewal.start_date != quote.end_at and definition.renewal is not None:
+            _fall_due(renewal, definition, quote.end_at)
+            renewal.status = "ACTIVE"
+        renewal.updated_at = now
 
 
 async def schedule_first(
@@ -235,14 +297,17 @@ async def _booking_with_renewal(
     return package, latest
 
 
-def _require_open(renewal: Renewal) -> None:
-    if renewal.status == "UNPAID":
+def _require_open(renewal: Renewal, now: datetime) -> None:
+    # Past its expiry a renewal is closed, whether or not the scheduler has marked it yet.
+    if renewal.status == "UNPAID" or (renewal.status != "CANCELLED" and now >= renewal.expiry_date):
         raise Conflict(
             f"Renewal {renewal.id} expired on {_rfc(renewal.expiry_date)} and can no longer "
             "be renewed."
         )
     if renewal.status == "CANCELLED":
-        raise Conflict(f"Renewal {renewal.id} was opted out of.")
+        raise Conflict(
+            f"Renewal {renewal.id} is cancelled: it was opted out of, or its quote cancelled."
+        )
 
 
 async def quote_for_renewal(
@@ -250,7 +315,7 @@ async def quote_for_renewal(
 ) -> dict[str, Any]:
     """Price the next period with the product's current version; nothing is paid yet."""
     package, renewal = await _booking_with_renewal(session, scope, package_id)
-    _require_open(renewal)
+    _require_open(renewal, scope.now)
     quote = next(q for q in package.quotes if q.id == renewal.quote_id)
     definitions = await catalog.definitions({quote.product_version_id})
     old = definitions[quote.product_version_id]
@@ -263,7 +328,7 @@ async def quote_for_renewal(
             errors={"renewal": ["The current version of this product is not renewable."]}
         )
     start = renewal.start_date
-    end = start + _period(definition)
+    end = period_end(quote, renewal, definition)
     try:
         rating = rate(
             definition,
@@ -325,16 +390,15 @@ async def confirm(
         raise NotFound(f"Renewal {renewal_id} not found.")
     if renewal.paid_on is not None:
         raise Conflict(f"Renewal {renewal_id} is paid already.")
-    _require_open(renewal)
+    _require_open(renewal, scope.now)
     if renewal.quoted_price_minor is None or renewal.quoted_version_id is None:
         raise ValidationFailed(
             errors={"renewal": ["Quote the renewal (quote_for_renewal) before confirming it."]}
         )
     quote = next(q for q in package.quotes if q.id == renewal.quote_id)
     definition = (await catalog.definitions({renewal.quoted_version_id}))[renewal.quoted_version_id]
-    periods = renewal.sequence
-    # From the first start, so that month ends never drift (31 Jan → 28 Feb → 31 Mar).
-    quote.end_at = quote.start_at + _period(definition) * periods
+    renewal.previous_price_minor = quote.price_minor
+    quote.end_at = period_end(quote, renewal, definition)
     quote.product_version_id = renewal.quoted_version_id
     quote.price_minor = renewal.quoted_price_minor
     quote.premium_minor = renewal.quoted_premium_minor or 0
@@ -347,7 +411,9 @@ async def confirm(
     renewal.paid_on = scope.now
     renewal.stage, renewal.next_transition_at = None, None
     renewal.updated_at = scope.now
-    following = new_renewal(package, quote, definition, periods + 1, quote.end_at, scope.now)
+    following = new_renewal(
+        package, quote, definition, renewal.sequence + 1, quote.end_at, scope.now
+    )
     package.renewals.append(following)
     session.add(following)
     package.updated_at = scope.now

@@ -13,7 +13,7 @@ from coverline.events.service import EventType
 from coverline.kit import ids
 from coverline.kit.dates import server_time
 from coverline.kit.errors import ValidationFailed
-from coverline.kit.http import MAX_OFFSET, PartnerRouter
+from coverline.kit.http import MAX_OFFSET, NoBody, PartnerRouter
 from coverline.partners.deps import PartnerCall, partner_call
 from coverline.webhooks import service
 from coverline.webhooks.models import WebhookAttempt, WebhookDelivery, WebhookEndpoint
@@ -180,7 +180,9 @@ async def update_endpoint(
 
 
 @router.delete("/webhooks/{endpoint_id}/", status_code=204, summary="Delete a webhook endpoint")
-async def delete_endpoint(endpoint_id: str, call: PartnerCall = Depends(partner_call)) -> Response:
+async def delete_endpoint(
+    endpoint_id: str, _body: NoBody | None = None, call: PartnerCall = Depends(partner_call)
+) -> Response:
     async def work(session: AsyncSession) -> tuple[int, Any]:
         await service.delete_endpoint(session, _scope(call), endpoint_id)
         return 204, None
@@ -193,7 +195,9 @@ async def delete_endpoint(endpoint_id: str, call: PartnerCall = Depends(partner_
     response_model=RotatedEndpointOut,
     summary="Rotate the signing secret",
 )
-async def rotate_secret(endpoint_id: str, call: PartnerCall = Depends(partner_call)) -> Response:
+async def rotate_secret(
+    endpoint_id: str, _body: NoBody | None = None, call: PartnerCall = Depends(partner_call)
+) -> Response:
     async def work(session: AsyncSession) -> tuple[int, Any]:
         endpoint = await service.rotate_secret(
             session, call.services.box, _scope(call), endpoint_id
@@ -214,7 +218,9 @@ async def rotate_secret(endpoint_id: str, call: PartnerCall = Depends(partner_ca
     response_model=DeliveryOut,
     summary="Send a test event",
 )
-async def send_test(endpoint_id: str, call: PartnerCall = Depends(partner_call)) -> Response:
+async def send_test(
+    endpoint_id: str, _body: NoBody | None = None, call: PartnerCall = Depends(partner_call)
+) -> Response:
     async def work(session: AsyncSession) -> tuple[int, Any]:
         endpoint = await service.get_endpoint(session, _scope(call), endpoint_id)
         now = call.services.clock.now()
@@ -288,7 +294,10 @@ async def get_delivery(
     summary="Send a delivery again",
 )
 async def redeliver(
-    endpoint_id: str, delivery_id: str, call: PartnerCall = Depends(partner_call)
+    endpoint_id: str,
+    delivery_id: str,
+    _body: NoBody | None = None,
+    call: PartnerCall = Depends(partner_call),
 ) -> Response:
     async def work(session: AsyncSession) -> tuple[int, Any]:
         endpoint = await service.get_endpoint(session, _scope(call), endpoint_id)

@@ -6,8 +6,10 @@ from typing import Any
 
 import pytest
 
+from coverline.kit.http import EmptyBody, NoBody, PartnerRouter
 from coverline.runtime import Services
 from tests.conftest import PartnerFixture, partner_state
+from tests.fixtures.gadget import gadget_item
 from tests.fixtures.payloads import (
     instant_booking_request,
     policyholder,
@@ -254,3 +256,70 @@ async def test_get_booking_of_a_quote_that_is_not_booked_is_404(partner: Partner
     response = await partner.sandbox.call("GET", f"bookings/{package['id']}/")
     assert response.status_code == 404
     assert response.json()["message"] == f"Booking {package['id']} not found."
+
+
+async def test_payment_confirmation_reads_its_body(
+    services: Services, partner: PartnerFixture
+) -> None:
+    """`PUT …/confirm` takes no body (none, or `{}` as XCover's client sends): a malformed
+    one or a field is refused like any other body and confirms nothing."""
+    package = await quote(partner)
+    status, _ = await book(partner, package, require_payment_confirmation=True)
+    assert status == 200
+    path = f"bookings/{package['id']}/confirm"
+    state = await partner_state(services, partner.id)
+    malformed = await partner.sandbox.call("PUT", path, content=b"{not json")
+    assert malformed.status_code == 400, malformed.text
+    assert malformed.json()["type"] == "invalid_request_error"
+    field = await partner.sandbox.call("PUT", path, {"paid": True})
+    assert (field.status_code, field.json()["errors"]) == (422, {"paid": "Unexpected field"})
+    assert await partner_state(services, partner.id) == state
+    confirmed = await partner.sandbox.call("PUT", path, content=b"")
+    assert (confirmed.status_code, confirmed.json().get("status")) == (201, "CONFIRMED")
+
+
+def test_a_partner_write_that_declares_no_body_is_refused_when_registered() -> None:
+    """A body no parameter declares is never read, so a malformed one would go through: every
+    partner write declares one (`NoBody` when it takes none)."""
+    router = PartnerRouter(tags=["test"])
+
+    async def endpoint() -> None:
+        raise AssertionError
+
+    with pytest.raises(TypeError, match="a partner write declares its body"):
+        router.add_api_route("/things/", endpoint, methods=["POST"], response_model=EmptyBody)
+
+    async def declared(_body: NoBody | None = None) -> None:
+        raise AssertionError
+
+    router.add_api_route("/things/", declared, methods=["POST"], response_model=EmptyBody)
+
+
+@pytest.mark.parametrize(
+    ("start", "message"),
+    [
+        ("9999-12-15T00:00:00Z", "policy_start_date is too far in the future"),
+        ("8999-12-15T00:00:00Z", "policy_start_date is too far in the future"),
+    ],
+)
+async def test_a_far_future_start_is_refused(
+    services: Services, partner: PartnerFixture, start: str, message: str
+) -> None:
+    item = gadget_item() | {"policy_start_date": start}
+    state = await partner_state(services, partner.id)
+    response = await partner.sandbox.call("POST", "quotes/", quote_request(item))
+    assert response.status_code == 422, response.text
+    assert response.json()["errors"] == {"policy_start_date": [message]}
+    assert await partner_state(services, partner.id) == state
+
+
+async def test_a_date_time_past_what_any_offset_can_show_is_refused(
+    services: Services, partner: PartnerFixture
+) -> None:
+    """9999-12-31T23:59-14:00 is in year 10000 in UTC: refused as a malformed date-time."""
+    item = ticket_item() | {"policy_start_date": "9999-12-31T23:59:59-14:00"}
+    state = await partner_state(services, partner.id)
+    response = await partner.sandbox.call("POST", "quotes/", quote_request(item))
+    assert response.status_code == 422, response.text
+    assert "policy_start_date" in response.json()["errors"]
+    assert await partner_state(services, partner.id) == state

@@ -484,3 +484,75 @@ async def test_the_start_of_cover_that_began_cannot_move(
     assert status == 200
     # Resale tickets: £0.90 x 1.5 = £1.35 of premium, £0.16 of IPT.
     assert (priced["total_price"], priced["total_price_diff"]) == (2.51, 0.5)
+
+
+async def test_a_priced_change_the_clock_has_overtaken_is_refused(
+    services: Services, partner: PartnerFixture, clock: MovableClock
+) -> None:
+    """The rules a change was priced under are checked again when it is confirmed: a start
+    that can no longer move, a cover that has ended."""
+    start = clock.at + timedelta(hours=2)
+    trip = await instant(partner, travel(start, start + timedelta(days=10)))
+    later = (clock.at + timedelta(hours=20)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    status, moved = await quote_update(partner, trip["id"], change(trip, policy_start_date=later))
+    assert status == 200, moved
+    start = clock.at + timedelta(hours=1)
+    match = await instant(partner, ticket(start, start + timedelta(hours=5)))
+    status, dearer = await quote_update(
+        partner, match["id"], change(match, tickets=[{"price": 500}])
+    )
+    assert status == 200, dearer
+
+    clock.advance(timedelta(hours=12))  # the trip's cover has started, the match's has ended
+    state = await partner_state(services, partner.id)
+    cases = [
+        (trip, moved, "has started; its start date cannot change"),
+        (match, dearer, "has ended"),
+    ]
+    for booking, priced, reason in cases:
+        status, answer = await confirm(partner, booking["id"], priced["update_id"])
+        quote_id = booking["quotes"][0]["id"]
+        assert (status, answer["message"]) == (
+            409,
+            f"Update {priced['update_id']}: the cover of quote {quote_id} {reason}; "
+            "quote the change again.",
+        )
+    assert await partner_state(services, partner.id) == state
+
+
+async def test_a_priced_change_confirmed_after_a_direct_one_is_refused(
+    services: Services, partner: PartnerFixture, clock: MovableClock
+) -> None:
+    booking = await booked_ticket(partner, clock)
+    status, priced = await quote_update(
+        partner, booking["id"], {"policyholder": {"phone": "+447911123456"}}
+    )
+    assert status == 200, priced
+    direct = await partner.sandbox.call(
+        "PATCH", f"bookings/{booking['id']}/", {"policyholder": {"phone": "+447911123457"}}
+    )
+    assert direct.status_code == 200, direct.text
+    state = await partner_state(services, partner.id)
+    status, answer = await confirm(partner, booking["id"], priced["update_id"])
+    assert (status, answer["message"]) == (
+        409,
+        f"Booking {booking['id']} changed after update {priced['update_id']} was quoted; "
+        "quote the change again.",
+    )
+    assert await partner_state(services, partner.id) == state
+    assert (await get_booking(partner, booking["id"]))["policyholder"]["phone"] == "+447911123457"
+
+
+async def test_the_policyholders_names_and_email_cannot_be_removed(
+    services: Services, partner: PartnerFixture, clock: MovableClock
+) -> None:
+    booking = await booked_ticket(partner, clock)
+    state = await partner_state(services, partner.id)
+    for name in ("first_name", "last_name", "email"):
+        body = {"policyholder": {name: None}}
+        direct = await partner.sandbox.call("PATCH", f"bookings/{booking['id']}/", body)
+        status, priced = await quote_update(partner, booking["id"], body)
+        expected = {"policyholder": {name: ["This field may not be null."]}}
+        assert (direct.status_code, direct.json()["errors"]) == (422, expected)
+        assert (status, priced["errors"]) == (422, expected)
+    assert await partner_state(services, partner.id) == state

@@ -12,7 +12,7 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from coverline.bookings.instalments import instalment_amounts, split
-from coverline.bookings.refunds import CancellationTerms, Refund, refund_for
+from coverline.bookings.refunds import CancellationTerms, Period, Refund, refund_for
 from coverline.catalog.definition import DEMO_CATALOG_PATH, load_catalog_file
 from coverline.catalog.rating import policy_end
 from coverline.kit.dates import offset_minutes, partner_time, with_offset
@@ -79,7 +79,14 @@ def moments_of(policy: dict[str, object]) -> st.SearchStrategy[datetime]:
 
 
 def refund(policy: dict[str, object], at: datetime) -> Refund:
-    return refund_for(at=at, **policy)  # type: ignore[arg-type]
+    """The refund of a policy of one period."""
+    return one_period(at=at, **policy)  # type: ignore[arg-type]
+
+
+def one_period(
+    *, price: Decimal, paid: Decimal, start: datetime, end: datetime, **rest: object
+) -> Refund:
+    return refund_for(periods=[Period(start, end, price, paid)], **rest)  # type: ignore[arg-type]
 
 
 @settings(max_examples=300)
@@ -170,9 +177,68 @@ def test_refuses_what_cannot_be() -> None:
         "terms": CancellationTerms(),
     }
     with pytest.raises(ValueError, match="paid 3 must be between 0 and the price 2"):
-        refund_for(price=Decimal(2), paid=Decimal(3), end=start + SECOND, **common)  # type: ignore[arg-type]
+        one_period(price=Decimal(2), paid=Decimal(3), end=start + SECOND, **common)
     with pytest.raises(ValueError, match="the cover must end after it starts"):
-        refund_for(price=Decimal(2), paid=Decimal(2), end=start, **common)  # type: ignore[arg-type]
+        one_period(price=Decimal(2), paid=Decimal(2), end=start, **common)
+    with pytest.raises(ValueError, match="at least one period"):
+        refund_for(
+            periods=[], currency="GBP", confirmed_at=start, at=start, terms=CancellationTerms()
+        )
+
+
+@settings(max_examples=300)
+@given(
+    st.sampled_from(CURRENCIES),
+    st.lists(st.integers(min_value=0, max_value=10**7), min_size=2, max_size=4),
+    moments,
+    durations,
+    st.data(),
+)
+def test_a_renewed_quote_earns_each_period_at_its_own_price(
+    currency: str, prices: list[int], start: datetime, length: timedelta, data: st.DataObject
+) -> None:
+    """Periods one after another, each paid at its own price: cancelled in one of them, the
+    ones before are used up, the ones after come back whole, and the one it falls in pro rata
+    at its own price."""
+    bounds = [start + length * index for index in range(len(prices) + 1)]
+    periods = [
+        Period(bounds[i], bounds[i + 1], from_minor(p, currency), from_minor(p, currency))
+        for i, p in enumerate(prices)
+    ]
+    current = data.draw(st.integers(min_value=0, max_value=len(prices) - 1))
+    used = data.draw(st.integers(min_value=0, max_value=int(length.total_seconds()) - 1))
+    at = bounds[current] + used * SECOND
+    result = refund_for(
+        periods=periods,
+        currency=currency,
+        confirmed_at=start - timedelta(days=400),
+        at=at,
+        terms=CancellationTerms(),
+    )
+    this = periods[current]
+    left, whole = (this.end - at) // SECOND, (this.end - this.start) // SECOND
+    unused = this.price * left / whole
+    later = sum((period.price for period in periods[current + 1 :]), Decimal(0))
+    expected = quantize(later + unused, currency)
+    # Time is counted to the microsecond and amounts in Decimal: within one minor unit.
+    assert abs(result.refund - expected) <= from_minor(1, currency)
+    assert Decimal(0) <= result.refund <= sum(period.paid for period in periods)
+
+
+def test_a_renewed_month_refunds_its_own_unused_half() -> None:
+    """Two months paid at 15.75 each, cancelled halfway through the second: half of the second
+    month back (not half a month's price spread over both)."""
+    start = datetime(2030, 1, 11, 12, tzinfo=UTC)
+    renewed, end = datetime(2030, 2, 11, 12, tzinfo=UTC), datetime(2030, 3, 11, 12, tzinfo=UTC)
+    price = Decimal("15.75")
+    result = refund_for(
+        periods=[Period(start, renewed, price, price), Period(renewed, end, price, price)],
+        currency="GBP",
+        confirmed_at=start,
+        at=datetime(2030, 2, 25, 12, tzinfo=UTC),
+        terms=CancellationTerms(fee_rate=Decimal(10)),
+    )
+    assert (result.refund, result.adjustment_fee) == (Decimal("7.09"), Decimal("0.79"))
 
 
 # ---------------------------------------------------------------------------- periods
@@ -192,7 +258,7 @@ def test_a_month_of_cover_keeps_the_offset_and_the_calendar(start: datetime) -> 
     assert partner_time(with_offset(stored, offset_minutes(end))) == end.isoformat()
     # Half the month used, after the cooling-off period: half the price back.
     half = start + (end - start) / 2
-    result = refund_for(
+    result = one_period(
         price=Decimal("31.00"),
         paid=Decimal("31.00"),
         currency="GBP",
@@ -231,7 +297,7 @@ def test_a_policy_across_a_change_of_summer_time_keeps_both_offsets_and_its_leng
     for moment in (start, end):
         stored = moment.astimezone(UTC)
         assert partner_time(with_offset(stored, offset_minutes(moment))) == moment.isoformat()
-    result = refund_for(
+    result = one_period(
         price=Decimal("100.00"),
         paid=Decimal("100.00"),
         currency="GBP",
