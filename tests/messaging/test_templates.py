@@ -11,6 +11,7 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
 from coverline.messaging import service
 from coverline.messaging.context import Branding, sample_context
+from coverline.messaging.models import MessageTemplate
 from coverline.messaging.schemas import SettingsPatch, TemplateIn
 from coverline.messaging.templates import (
     EMAIL,
@@ -27,9 +28,18 @@ from coverline.messaging.templates import (
 )
 from coverline.runtime import Services
 from tests.conftest import PartnerFixture
-from tests.messaging.conftest import FULL_NAME, NAME_FIRST, customer_email, gadget_request, sell
+from tests.messaging.conftest import (
+    FULL_NAME,
+    NAME_FIRST,
+    customer_email,
+    gadget_request,
+    messages_of,
+    sell,
+)
 
 PURCHASE_EMAIL = "messaging/templates/purchase/email/en"
+TOO_LARGE = "center: 300000000 is too large."
+WIDE = "Format width too large."
 
 
 async def templates_of(partner: PartnerFixture) -> list[dict[str, Any]]:
@@ -84,6 +94,52 @@ async def test_an_unknown_variable_is_refused_and_nothing_is_saved(
             {"subject": "Hi", "text": "{{ 'x' * 100000000 }}"},
             {"text": ["Repetition too long."]},
         ),
+        # Whatever a template raises, or would build, is refused when it is saved (never a 500).
+        (
+            {"subject": "Hi", "text": "{{ '\\ud800' }}"},
+            {"text": ["The rendered message contains U+0000 or an unpaired surrogate."]},
+        ),
+        (
+            {"subject": "Hi", "text": "a{{ '\\x00' }}"},
+            {"text": ["The rendered message contains U+0000 or an unpaired surrogate."]},
+        ),
+        (
+            {"subject": "Hi", "text": "{{ " + "(" * 2000 + "1" + ")" * 2000 + " }}"},
+            {"text": ["The template is nested too deeply."]},
+        ),
+        (
+            {"subject": "Hi", "text": "{{ 'abc'|truncate(-5) }}"},
+            {"text": ["AssertionError: expected length >= 3, got -5"]},
+        ),
+        (
+            {"subject": "Hi", "text": "{{ 1e400|int }}"},
+            {"text": ["NameError: name 'inf' is not defined"]},
+        ),
+        ({"subject": "Hi", "text": "{{ 'x'|center(300000000) }}"}, {"text": [TOO_LARGE]}),
+        ({"subject": "Hi", "text": "{{ 'x'.center(300000000) }}"}, {"text": [TOO_LARGE]}),
+        ({"subject": "Hi", "text": "{{ '%999999999d' % 1 }}"}, {"text": [WIDE]}),
+        ({"subject": "Hi", "text": "{{ '{:999999999}'.format(1) }}"}, {"text": [WIDE]}),
+        (
+            {"subject": "Hi", "text": "{{ '%d'|format(1)|center(10) }}{{ '%*d'|format(9, 1) }}"},
+            {"text": [WIDE]},
+        ),
+        (
+            {"subject": "Hi", "text": "{{ ('x' * 100000)|replace('x', 'y' * 100000) }}"},
+            {"text": ["Replacement too long."]},
+        ),
+        (
+            {"subject": "Hi", "text": "{% for i in range(100000) %}{{ 'x' * 100 }}{% endfor %}"},
+            {"text": ["The rendered message is too long."]},
+        ),
+        (
+            {
+                "subject": "Hi",
+                "text": "{% for i in range(99999) %}{% for j in range(99999) %}"
+                "{% endfor %}{% endfor %}",
+            },
+            {"text": ["The template takes too long to render."]},
+        ),
+        ({"subject": "Hi", "text": "{{ lipsum(5) }}"}, {"text": ["Unknown variables: lipsum."]}),
         ({"text": "No subject"}, {"subject": ["This field is required."]}),
         ({"subject": "  ", "text": "x"}, {"subject": ["This field may not be blank."]}),
         (
@@ -384,3 +440,40 @@ async def test_a_transaction_reads_settings_and_templates_again_after_changing_t
 
         await service.delete_template(session, partner.id, "sandbox", address)
         assert await service._overrides(session, partner.id, "sandbox") == []
+
+
+async def test_a_stored_template_that_fails_leaves_the_booking_to_the_built_in_one(
+    services: Services, partner: PartnerFixture
+) -> None:
+    """A template stored before a check refused it (here one that renders an unpaired
+    surrogate, which no database stores) never costs a booking: the built-in one is used."""
+    before = await sell(partner.sandbox, gadget_request("ada@example.com"))
+    now = services.clock.now()
+    async with services.database.transaction() as session:
+        session.add(
+            MessageTemplate(
+                partner_id=partner.id,
+                mode="sandbox",
+                kind="purchase",
+                channel=EMAIL,
+                language="en",
+                subject="Partner's own",
+                text="Hi {{ '\\ud800' }}",
+                created_at=now,
+                updated_at=now,
+            )
+        )
+    after = await sell(partner.sandbox, gadget_request("ada@example.com"))
+    assert after["status"] == "CONFIRMED"
+    sent = []
+    for booking in (before, after):
+        [message] = [
+            m
+            for m in await messages_of(services, booking["id"])
+            if (m.kind, m.channel) == ("purchase", EMAIL)
+        ]
+        sent.append(message)
+    assert sent[1].subject == f"Your cover is confirmed: booking {after['id']}"
+    assert sent[0].subject == f"Your cover is confirmed: booking {before['id']}"
+    assert sent[1].text.splitlines()[:2] == sent[0].text.splitlines()[:2]
+    assert after["id"] in sent[1].text
