@@ -15,7 +15,7 @@ from fastapi.staticfiles import StaticFiles
 from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.responses import HTMLResponse, Response
+from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from coverline.auxiliary.api import router as auxiliary_router
@@ -23,12 +23,15 @@ from coverline.bookings.api import router as bookings_router
 from coverline.bookings.lifecycle_api import router as lifecycle_router
 from coverline.config import Settings, get_settings
 from coverline.dashboard.app import create_dashboard
+from coverline.dashboard.web import BASE as DASHBOARD
+from coverline.dashboard.web import SECURITY_HEADERS, error_page
 from coverline.db.engine import database_unreachable
 from coverline.documents.api import router as documents_router
 from coverline.kit.errors import BadRequest, CoverlineError, PayloadTooLarge, ServiceUnavailable
 from coverline.kit.heap import freeze_startup
 from coverline.kit.http import (
     AUTHENTICATED_ERRORS,
+    ENCODED_BODY,
     UNSTORABLE_TEXT,
     JSONResponse,
     error_responses,
@@ -101,17 +104,23 @@ class RequestGuard:
         for name, value in scope["headers"]:
             if name == b"content-length" and value.isdigit() and int(value) > self.max_body_bytes:
                 refusal = PayloadTooLarge(f"The request body exceeds {self.max_body_bytes} bytes.")
-            elif name == b"content-type":
+            elif name == b"content-type" and not content_type:
+                # The first, as the parsers read it: a second one must not pass unchecked.
                 content_type = value.decode("latin-1")
+            elif name == b"content-encoding" and value.strip().lower() not in (b"", b"identity"):
+                refusal = BadRequest(ENCODED_BODY)
         query = scope.get("query_string", b"")
         if "\x00" in scope["path"] or b"%00" in query or b"\x00" in query:
             refusal = BadRequest(UNSTORABLE_TEXT)
         if refusal is not None:
-            response = JSONResponse(
-                refusal.body(),
-                status_code=refusal.status_code,
-                headers={REQUEST_ID_HEADER: request_id},
-            )
+            response: Response
+            if scope["path"] == DASHBOARD or scope["path"].startswith(DASHBOARD + "/"):
+                # A page, with the headers of every dashboard page.
+                response = error_page(refusal.status_code, refusal.message)
+                response.headers.update(SECURITY_HEADERS)
+            else:
+                response = JSONResponse(refusal.body(), status_code=refusal.status_code)
+            response.headers[REQUEST_ID_HEADER] = request_id
             await response(scope, receive, send)
             return
 
@@ -226,6 +235,9 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
         redoc_url=None,
         default_response_class=JSONResponse,
         lifespan=lifespan,
+        # The API never redirects (a signature covers the path; see SlashAgnosticRouter):
+        # a path no route has is a 404, also one that differs by a slash.
+        redirect_slashes=False,
     )
     if services is not None:
         app.state.services = services
@@ -245,7 +257,11 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
         responses=error_responses(*AUTHENTICATED_ERRORS),
     )
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
-    app.mount("/dashboard", create_dashboard(lambda: app.state.services), name="dashboard")
+    app.mount(DASHBOARD, create_dashboard(lambda: app.state.services), name="dashboard")
+
+    @app.get(DASHBOARD, include_in_schema=False)
+    async def dashboard_home() -> RedirectResponse:
+        return RedirectResponse(DASHBOARD + "/")
 
     @app.get("/api/docs", include_in_schema=False)
     async def api_docs() -> HTMLResponse:

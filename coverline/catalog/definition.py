@@ -816,6 +816,10 @@ def _construct_mapping(loader: yaml.SafeLoader, node: yaml.MappingNode) -> dict[
     mapping: dict[Any, Any] = {}
     for key_node, value_node in node.value:
         key = loader.construct_object(key_node, deep=True)
+        if not isinstance(key, str | int | bool | Decimal) and key is not None:
+            raise yaml.constructor.ConstructorError(
+                None, None, "a key must be a string or a number", key_node.start_mark
+            )
         if key in mapping:
             raise yaml.constructor.ConstructorError(
                 None, None, f"duplicate key {key!r}", key_node.start_mark
@@ -846,6 +850,8 @@ def load_catalog_file(path: Path) -> CatalogDocument:
             data = yaml.load(text, Loader=_DecimalLoader)  # noqa: S506 (a SafeLoader subclass)
     except (ValueError, yaml.YAMLError) as error:
         raise CatalogError(f"cannot parse catalogue {path}: {error}") from None
+    except RecursionError:
+        raise CatalogError(f"cannot parse catalogue {path}: nested too deeply") from None
     try:
         return parse_catalog(data)
     except CatalogError as error:

@@ -91,7 +91,7 @@ def _booking_conditions(
         )
     if filters.date_from is not None:
         where.append(QuotePackage.booked_at >= datetime.combine(filters.date_from, time(), UTC))
-    if filters.date_to is not None:
+    if filters.date_to is not None and filters.date_to < date.max:  # 31 Dec 9999: no bound
         end = datetime.combine(filters.date_to + timedelta(days=1), time(), UTC)
         where.append(QuotePackage.booked_at < end)
     return where

@@ -16,14 +16,19 @@ def parse_rfc3339(value: str) -> datetime:
     parsed = datetime.fromisoformat(text.replace("z", "Z"))
     if parsed.tzinfo is None:
         raise ValueError("a date-time needs an offset (Z or +HH:MM)")
-    # Stored in UTC and shown in any offset: the instant must stay a datetime in all of them.
+    return in_range(parsed)
+
+
+def in_range(moment: datetime) -> datetime:
+    """`moment` (aware), if it is stored in UTC and shown in any offset as a datetime still
+    (a day's margin at each end of Python's years 1 to 9999); ValueError otherwise."""
     try:
-        instant = parsed.astimezone(UTC)
+        instant = moment.astimezone(UTC)
     except OverflowError:
         raise ValueError("the date-time is out of range") from None
     if not _EARLIEST <= instant <= _LATEST:
         raise ValueError("the date-time is out of range")
-    return parsed
+    return moment
 
 
 def offset_minutes(moment: datetime) -> int:

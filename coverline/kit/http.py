@@ -236,7 +236,8 @@ def translate_validation_error(exc: RequestValidationError) -> CoverlineError:
     return ValidationFailed(errors=errors)
 
 
-UNSTORABLE_TEXT = "Text in the request may not contain U+0000 (NUL) or unpaired surrogates."
+UNSTORABLE_TEXT = "Text in the request must be UTF-8 without U+0000 (NUL) or unpaired surrogates."
+ENCODED_BODY = "Request bodies are not accepted with a Content-Encoding (send them uncompressed)."
 _UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
 
 

@@ -17,7 +17,7 @@ from coverline.kit.errors import NotFound, ValidationFailed
 from coverline.kit.http import PartnerRouter, ResponseBody
 from coverline.partners.deps import PartnerCall, partner_call
 from coverline.renewals.service import run_due
-from coverline.sandbox.service import current_offset, set_offset
+from coverline.sandbox.service import ahead, current_offset, refused_move, set_offset
 
 router = PartnerRouter(tags=["sandbox"])
 MAX_TRANSITIONS = 100_000
@@ -83,9 +83,10 @@ async def move_clock(data: ClockMove, call: PartnerCall = Depends(partner_call))
         current = real_now + offset
         if data.advance is not None:
             try:
-                target = current + parse_duration(data.advance)
+                duration = parse_duration(data.advance)
             except ValueError as exc:
                 raise ValidationFailed(errors={"advance": [str(exc)]}) from None
+            target = ahead(current, duration)
         else:
             assert data.to is not None
             try:
@@ -94,10 +95,9 @@ async def move_clock(data: ClockMove, call: PartnerCall = Depends(partner_call))
                 raise ValidationFailed(
                     errors={"to": [f"'{data.to}' is not an RFC 3339 date-time."]}
                 ) from None
-        if target <= current:
-            raise ValidationFailed(
-                errors={"advance" if data.advance else "to": ["The clock only moves forward."]}
-            )
+        refused = refused_move(target, current, real_now)
+        if refused is not None:
+            raise ValidationFailed(errors={"advance" if data.advance else "to": [refused]})
         new_offset = target - real_now
         await set_offset(session, partner_id, new_offset, real_now)
         transitions = []

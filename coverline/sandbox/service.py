@@ -4,8 +4,9 @@ moves forward. Live data always runs on real time."""
 from __future__ import annotations
 
 import time
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
+from dateutil.relativedelta import relativedelta
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -32,9 +33,7 @@ class Clocks:
         if time.monotonic() - self._loaded_at >= self._ttl:
             async with self._database.reading() as session:
                 rows = await session.scalars(select(SandboxClock))
-                self._offsets = {
-                    row.partner_id: timedelta(seconds=row.offset_seconds) for row in rows
-                }
+                self._offsets = {row.partner_id: _offset(row) for row in rows}
             self._loaded_at = time.monotonic()
         return self._offsets
 
@@ -45,9 +44,36 @@ class Clocks:
         return now + (await self.offsets()).get(partner_id, timedelta(0))
 
 
+# How far ahead of real time a test clock may go: a century of renewals is plenty, and every
+# date counted from the clock (grace periods, reports, the schedulers' scans) stays a date.
+HORIZON = timedelta(days=36525)
+
+
+def ahead(moment: datetime, duration: timedelta | relativedelta) -> datetime:
+    """`moment + duration`, or the last moment there is when that is past year 9999."""
+    try:
+        return moment + duration
+    except (OverflowError, ValueError):
+        return datetime.max.replace(tzinfo=UTC)
+
+
+def refused_move(target: datetime, current: datetime, real_now: datetime) -> str | None:
+    """Why the clock cannot move from `current` to `target`; None when it can."""
+    if target <= current:
+        return "The clock only moves forward."
+    if target - real_now > HORIZON:
+        return "The test clock moves at most 100 years ahead of real time."
+    return None
+
+
 async def current_offset(session: AsyncSession, partner_id: int) -> timedelta:
     row = await session.get(SandboxClock, partner_id)
-    return timedelta(seconds=row.offset_seconds) if row is not None else timedelta(0)
+    return _offset(row) if row is not None else timedelta(0)
+
+
+def _offset(row: SandboxClock) -> timedelta:
+    # A clock set past the horizon before there was one counts as at the horizon.
+    return min(timedelta(seconds=row.offset_seconds), HORIZON)
 
 
 async def set_offset(

@@ -11,7 +11,7 @@ from starlette.responses import Response
 from coverline.events.models import Event
 from coverline.events.service import EventType
 from coverline.kit import ids
-from coverline.kit.dates import server_time
+from coverline.kit.dates import in_range, server_time
 from coverline.kit.errors import ValidationFailed
 from coverline.kit.http import MAX_OFFSET, NoBody, PartnerRouter
 from coverline.partners.deps import PartnerCall, partner_call
@@ -322,6 +322,10 @@ async def recover(
         endpoint = await service.get_endpoint(session, _scope(call), endpoint_id)
         if data.since.tzinfo is None:
             raise ValidationFailed(errors={"since": ["Give a date-time with an offset."]})
+        try:
+            in_range(data.since)
+        except ValueError:
+            raise ValidationFailed(errors={"since": ["The date-time is out of range."]}) from None
         count = await service.recover(session, endpoint, data.since, call.services.clock.now())
         return 202, {"recovered": count}
 

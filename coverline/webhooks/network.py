@@ -115,6 +115,17 @@ def check_url(url: str, *, allow_private: bool) -> str:
     literal = literal_address(parts.hostname)
     if literal is not None and not allow_private and is_forbidden(literal):
         raise ValidationFailed(errors={"url": [PRIVATE_LITERAL]})
+    if literal is None:
+        try:  # every label 1 to 63 characters, as DNS has them
+            parts.hostname.encode("idna")
+        except UnicodeError:
+            raise ValidationFailed(errors={"url": ["The host name is not valid."]}) from None
+    try:
+        port = parts.port
+    except ValueError:
+        port = 0
+    if port == 0:
+        raise ValidationFailed(errors={"url": ["The port must be from 1 to 65535."]})
     return url
 
 
@@ -138,7 +149,7 @@ async def check_name(url: str, *, allow_private: bool, resolver: ResolverFactory
             await guard.resolve(host, port, socket.AF_UNSPEC)
     except ForbiddenAddress:
         raise ValidationFailed(errors={"url": [PRIVATE_NAME]}) from None
-    except (OSError, TimeoutError):
+    except (OSError, TimeoutError, UnicodeError):
         # Not resolvable yet (its DNS may be set up later): every connection checks it.
         pass
     finally:

@@ -370,6 +370,16 @@ def test_unreadable_file_is_a_catalog_error(tmp_path: Path) -> None:
     broken.write_text("{", encoding="utf-8")
     with pytest.raises(CatalogError, match="cannot parse catalogue"):
         load_catalog_file(broken)
+    # What YAML and JSON can hold but a catalogue cannot: a CatalogError, never a crash.
+    for name, text, reason in (
+        ("complex.yaml", "? [1, 2]\n: x\n", "a key must be a string or a number"),
+        ("deep.yaml", "[" * 3000 + "]" * 3000, "nested too deeply"),
+        ("deep.json", "[" * 100000 + "]" * 100000, "nested too deeply"),
+    ):
+        odd = tmp_path / name
+        odd.write_text(text, encoding="utf-8")
+        with pytest.raises(CatalogError, match=reason):
+            load_catalog_file(odd)
 
 
 def test_parse_duration() -> None:

@@ -181,6 +181,9 @@ async def test_test_event_log_redelivery_and_recovery(
     await signed_in.browser.post(f"{path}/deliveries/{delivery.public_id}/redeliver")
     await receiver.wait_for(9)
     await _wait_for_status(services, "failed")
+    for out_of_range in ("0001-01-01T00:00:00+14:00", "9999-12-31T23:59:59-14:00"):
+        refused = await signed_in.browser.post(path + "/recover", {"since": out_of_range})
+        assert refused.status_code == 422 and "Give a date and time" in refused.text
     since = (datetime.now(UTC) - timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M")
     recovered = await signed_in.browser.post(path + "/recover", {"since": since})
     assert recovered.status_code == 200
@@ -250,6 +253,8 @@ async def test_booking_search_filters_and_pages(signed_in: SignedIn) -> None:
     today = datetime.now(UTC).date()
     assert await ids(**{"from": (today + timedelta(days=1)).isoformat()}) == []
     first = await ids(**{"from": today.isoformat(), "to": today.isoformat()})
+    # The last day there is: no upper bound rather than a day past the calendar.
+    assert await ids(**{"from": today.isoformat(), "to": "9999-12-31"}) == first
     second = await ids(page="2")
     assert len(first) == 20 and len(second) == 2
     assert not set(first) & set(second)
@@ -343,6 +348,12 @@ async def test_the_sandbox_clock_moves_and_shows_what_it_produced(
     assert clock.json()["offset_seconds"] >= 40 * 86400 - 5
     backwards = await signed_in.browser.post(url, {"to": "2001-01-01T00:00"})
     assert backwards.status_code == 422 and "only moves forward" in backwards.text
+    for far in ({"to": "9000-12-31T23:59"}, {"advance": "P1000000Y"}):
+        refused = await signed_in.browser.post(url, far)
+        assert refused.status_code == 422 and "at most 100 years ahead" in refused.text
+    assert (await signed_in.partner.sandbox.call("GET", "sandbox/clock")).json()[
+        "offset_seconds"
+    ] < 41 * 86400
 
 
 # ------------------------------------------------------------------------------ operator

@@ -218,6 +218,19 @@ async def test_sandbox_clock_rules(partner: PartnerFixture, other_partner: Partn
     assert back.json()["errors"] == {"to": ["The clock only moves forward."]}
     bad = await partner.sandbox.call("POST", "sandbox/clock", {"advance": "two days"})
     assert bad.status_code == 422
+    # At most a century ahead of real time: every date counted from the clock stays a date.
+    horizon = "The test clock moves at most 100 years ahead of real time."
+    for field, value in (
+        ("to", "9999-12-01T00:00:00Z"),
+        ("to", "2200-01-01T00:00:00Z"),
+        ("advance", "P101Y"),
+        ("advance", "P1000000Y"),
+    ):
+        far = await partner.sandbox.call("POST", "sandbox/clock", {field: value})
+        assert (far.status_code, far.json()["errors"]) == (422, {field: [horizon]}), value
+    edge = await partner.sandbox.call("POST", "sandbox/clock", {"to": "9999-12-31T23:59:59-14:00"})
+    assert (edge.status_code, list(edge.json()["errors"])) == (422, ["to"])
+    assert (await partner.sandbox.call("GET", "sandbox/clock")).json()["offset_seconds"] == 172800
     both = await partner.sandbox.call(
         "POST", "sandbox/clock", {"advance": "P1D", "to": "2040-01-01T00:00:00Z"}
     )

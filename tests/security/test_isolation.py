@@ -184,6 +184,7 @@ API_MATRIX: dict[tuple[str, str], Call] = {
 SHARED_ROUTES = {
     ("GET", "/api/openapi.json"): "the API's description",
     ("GET", "/api/docs"): "the API's documentation page",
+    ("GET", "/dashboard"): "a redirect to /dashboard/, the dashboard's own routes below",
     ("GET", "/healthz"): "the process answers",
     ("GET", "/readyz"): "the database answers",
     ("GET", "/metrics"): "counts by route template and backlog sizes, never a tenant's data",

@@ -7,6 +7,7 @@ JSON, and no driver encodes a lone surrogate, so they used to end as 500s)."""
 from __future__ import annotations
 
 import dataclasses
+import gzip
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -127,8 +128,12 @@ async def test_a_dashboard_form_over_the_limit_is_413(small: httpx.AsyncClient) 
         content=form,
         headers={"Content-Type": "application/x-www-form-urlencoded"},
     )
+    # Refused before the body is read, as a dashboard page with the dashboard's headers.
     assert announced.status_code == 413
-    assert announced.json() == TOO_LARGE
+    assert announced.headers["content-type"].startswith("text/html")
+    assert TOO_LARGE["message"] in announced.text
+    assert announced.headers["x-frame-options"] == "DENY"
+    assert "content-security-policy" in announced.headers
     streamed = await small.post(
         "/dashboard/sign-in",
         content=chunks(form),
@@ -144,7 +149,7 @@ async def test_a_dashboard_form_over_the_limit_is_413(small: httpx.AsyncClient) 
 
 UNSTORABLE = {
     "type": "invalid_request_error",
-    "message": "Text in the request may not contain U+0000 (NUL) or unpaired surrogates.",
+    "message": "Text in the request must be UTF-8 without U+0000 (NUL) or unpaired surrogates.",
     "errors": {},
 }
 
@@ -195,11 +200,15 @@ async def test_unstorable_text_in_the_path_or_query_is_400(
     for target in (
         partner.sandbox.path("bookings/AB%00CD/"),
         partner.sandbox.path("messages/?booking=%00"),
-        "/dashboard/sign-in?next=%00",
     ):
         response = await http.get(target)
         assert response.status_code == 400, target
         assert response.json() == UNSTORABLE
+    page = await http.get("/dashboard/sign-in?next=%00")
+    assert page.status_code == 400
+    assert page.headers["content-type"].startswith("text/html")
+    assert page.headers["x-frame-options"] == "DENY"
+    assert UNSTORABLE["message"] in page.text
     assert await partner_state(services, partner.id) == before
 
 
@@ -234,3 +243,46 @@ async def test_unstorable_text_in_a_dashboard_form_is_400(
         assert page.headers["content-type"].startswith("text/html")
         assert UNSTORABLE["message"] in page.text
         assert await partner_state(services, partner.id) == before
+
+
+async def test_the_api_never_redirects_and_the_dashboard_path_does(
+    partner: PartnerFixture, http: httpx.AsyncClient
+) -> None:
+    """A path that matches no route, also one that only differs by slashes (an encoded `/`
+    as an id), is a 404 with the error body; only the dashboard's bare path redirects."""
+    for relative in ("webhooks/%2F/", "webhooks//", "bookings/%2F"):
+        response = await partner.sandbox.call("GET", relative)
+        assert response.status_code == 404, relative
+        assert response.json()["type"] == "not_found"
+        assert "location" not in response.headers
+    home = await http.get("/dashboard")
+    assert (home.status_code, home.headers["location"]) == (307, "/dashboard/")
+
+
+async def test_a_second_content_type_does_not_pass_unchecked(partner: PartnerFixture) -> None:
+    """The guard reads the Content-Type the parsers read (the first): text no database
+    stores is refused whatever follows."""
+    client = partner.sandbox
+    body = b'{"url": "https://hooks.example/in", "description": "nul\\u0000here"}'
+    path = client.path("webhooks/")
+    signed = signed_headers(client.credential.api_key, client.credential.api_secret, "POST", path)
+    headers = [
+        *signed.items(),
+        ("content-type", "application/json"),
+        ("content-type", "text/plain"),
+    ]
+    response = await client.http.post(path, content=body, headers=headers)
+    assert (response.status_code, response.json()) == (400, UNSTORABLE)
+
+
+async def test_an_encoded_body_is_refused_as_such(partner: PartnerFixture) -> None:
+    response = await partner.sandbox.call(
+        "POST",
+        "quotes/",
+        content=gzip.compress(b"{}"),
+        headers={"content-type": "application/json", "content-encoding": "gzip"},
+    )
+    assert response.status_code == 400
+    assert response.json()["message"] == (
+        "Request bodies are not accepted with a Content-Encoding (send them uncompressed)."
+    )

@@ -75,6 +75,9 @@ async def test_delivery_log_offset_past_any_database_integer_is_422(
     [
         ({"url": "ftp://example.com/x"}, "url"),
         ({"url": "not a url"}, "url"),
+        ({"url": "http://example..com/"}, "url"),
+        ({"url": f"https://{'a' * 64}.example.com/"}, "url"),
+        ({"url": "http://example.com:0/"}, "url"),
         ({"url": "https://example.com", "events": ["BOOKING_EXPLODED"]}, "events"),
         ({"url": "https://example.com", "format": "json"}, "format"),
         ({"url": "https://example.com", "signature": "md5"}, "signature"),
@@ -92,6 +95,22 @@ async def test_invalid_endpoints_are_refused(
     assert response.status_code == 422, response.text
     assert list(response.json()["errors"]) == [errors]
     assert (await partner.sandbox.call("GET", "webhooks/")).json()["count"] == 0
+    assert await partner_state(services, partner.id) == before
+
+
+@pytest.mark.parametrize(
+    "since", ["0001-01-01T00:00:00+14:00", "9999-12-31T23:59:59-14:00", "2030-01-01T00:00:00"]
+)
+async def test_recover_refuses_a_time_out_of_range_or_without_offset(
+    services: Services, partner: PartnerFixture, since: str
+) -> None:
+    endpoint = await add_endpoint(partner.sandbox, "https://hooks.example/in")
+    before = await partner_state(services, partner.id)
+    response = await partner.sandbox.call(
+        "POST", f"webhooks/{endpoint['id']}/recover", {"since": since}
+    )
+    assert response.status_code == 422, response.text
+    assert list(response.json()["errors"]) == ["since"]
     assert await partner_state(services, partner.id) == before
 
 

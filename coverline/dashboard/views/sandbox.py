@@ -12,7 +12,7 @@ from coverline.dashboard.web import PartnerPage, not_found, page, partner_page, 
 from coverline.events.models import Event
 from coverline.kit.dates import parse_rfc3339
 from coverline.renewals.service import run_due
-from coverline.sandbox.service import current_offset, set_offset
+from coverline.sandbox.service import ahead, current_offset, refused_move, set_offset
 from coverline.webhooks.models import WebhookDelivery
 
 router = APIRouter()
@@ -86,7 +86,7 @@ async def move_clock(request: Request, p: PartnerPage = Depends(partner_page)) -
         current = real_now + offset
         try:
             if advance:
-                target = current + parse_duration(advance)
+                target = ahead(current, parse_duration(advance))
             else:
                 target = parse_rfc3339(to if len(to) != 16 else to + ":00Z")
         except ValueError:
@@ -97,10 +97,9 @@ async def move_clock(request: Request, p: PartnerPage = Depends(partner_page)) -
                 else "Give a date and time such as 2030-01-31T09:00."
             )
             return await _clock_page(request, p, {field: [message]})
-        if target <= current:
-            return await _clock_page(
-                request, p, {"advance" if advance else "to": ["The clock only moves forward."]}
-            )
+        refused = refused_move(target, current, real_now)
+        if refused is not None:
+            return await _clock_page(request, p, {"advance" if advance else "to": [refused]})
         last_event = await session.scalar(
             select(func.max(Event.id)).where(
                 Event.partner_id == p.partner.id, Event.mode == "sandbox"

@@ -27,7 +27,7 @@ from coverline.dashboard.web import (
 from coverline.events.models import Event
 from coverline.events.service import EventType
 from coverline.kit import ids
-from coverline.kit.dates import server_time
+from coverline.kit.dates import in_range, server_time
 from coverline.kit.errors import CoverlineError, NotFound, ValidationFailed
 from coverline.webhooks import formats, service, signing
 from coverline.webhooks.models import WebhookEndpoint
@@ -296,11 +296,11 @@ def _since(text: str) -> datetime:
     value = text.strip()
     try:
         moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        return in_range(moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC))
     except ValueError:
         raise ValidationFailed(
             errors={"since": ["Give a date and time, e.g. 2030-01-31T09:00."]}
         ) from None
-    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
 @router.post(PREFIX + "/{endpoint_id}/recover")
