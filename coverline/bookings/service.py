@@ -159,11 +159,15 @@ async def confirm_payment(
             f"Booking {booking_id} is {package.status.lower()}; only a booking pending payment "
             "can be confirmed."
         )
-    for quote in package.quotes:
-        if quote.status == "PENDING_PAYMENT":
-            quote.status = "CONFIRMED"
-            quote.confirmed_at = scope.now
-            quote.updated_at = scope.now
+    pending = [quote for quote in package.quotes if quote.status == "PENDING_PAYMENT"]
+    if all(quote.end_at <= scope.now for quote in pending):
+        raise Conflict(
+            f"The cover of booking {booking_id} has ended; its payment can no longer be confirmed."
+        )
+    for quote in pending:
+        quote.status = "CONFIRMED"
+        quote.confirmed_at = scope.now
+        quote.updated_at = scope.now
     package.status = "CONFIRMED"
     package.updated_at = scope.now
     await settle_first(session, package.id, scope.now)

@@ -38,6 +38,7 @@ from coverline.quotes.schemas import (
     QuotePackageIn,
     QuotePackageUpdateIn,
 )
+from coverline.renewals.models import Renewal
 
 # A start date a little behind the server clock is the partner's clock, not the past.
 START_TOLERANCE = timedelta(minutes=5)
@@ -333,6 +334,16 @@ async def load_package(
     package = await session.scalar(query)
     if package is None:
         raise NotFound(f"Quote package {package_id} not found.")
+    if lock and package.renewals:
+        # The renewal scheduler locks renewals, not packages: a change of the package that
+        # may change its renewals waits for a scheduler holding them, then reads them again
+        # (and a scheduler skips them meanwhile).
+        await session.scalars(
+            select(Renewal)
+            .where(Renewal.package_id == package.id)
+            .with_for_update()
+            .execution_options(populate_existing=True)
+        )
     return package
 
 

@@ -556,3 +556,25 @@ async def test_the_policyholders_names_and_email_cannot_be_removed(
         assert (direct.status_code, direct.json()["errors"]) == (422, expected)
         assert (status, priced["errors"]) == (422, expected)
     assert await partner_state(services, partner.id) == state
+
+
+async def test_a_payment_is_not_confirmed_for_a_cover_that_has_ended(
+    services: Services, partner: PartnerFixture, clock: MovableClock
+) -> None:
+    start = clock.at + timedelta(days=1)
+    package = await quote(partner, ticket(start, start + timedelta(days=2)))
+    body = {
+        "quotes": [{"id": package["quotes"]["0"]["id"]}],
+        "policyholder": policyholder(),
+        "require_payment_confirmation": True,
+    }
+    booked = await partner.sandbox.call("POST", f"bookings/{package['id']}/", body)
+    assert booked.json()["status"] == "PENDING_PAYMENT"
+    clock.advance(timedelta(days=4))
+    state = await partner_state(services, partner.id)
+    late = await partner.sandbox.call("PUT", f"bookings/{package['id']}/confirm", {})
+    assert (late.status_code, late.json()["message"]) == (
+        409,
+        f"The cover of booking {package['id']} has ended; its payment can no longer be confirmed.",
+    )
+    assert await partner_state(services, partner.id) == state
