@@ -21,6 +21,7 @@ from sqlalchemy import Table, and_, bindparam, delete, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from coverline.dashboard.models import DashboardUser
 from coverline.db.prepared import Prepared
 from coverline.events.models import Event
 from coverline.kit.clock import Clock
@@ -898,6 +899,19 @@ async def _operator_notice(session: AsyncSession, event: Event) -> None:
     config = await load_config(session, event.partner_id, event.mode)
     recipient = config.reply_to or config.partner.support_email
     if not recipient:
+        # Else the partner's first dashboard user: whoever manages its endpoints there.
+        recipient = await session.scalar(
+            select(DashboardUser.email)
+            .where(DashboardUser.partner_id == event.partner_id)
+            .order_by(DashboardUser.id)
+            .limit(1)
+        )
+    if not recipient:
+        log.warning(
+            "endpoint %s disabled: partner %s has no address to tell",
+            event.payload.get("id"),
+            event.partner_id,
+        )
         return
     payload = event.payload
     context = {

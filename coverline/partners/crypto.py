@@ -31,7 +31,7 @@ class SecretBox:
         try:
             return self._fernet.decrypt(ciphertext.encode()).decode()
         except InvalidToken as exc:
-            raise ValueError("a stored secret cannot be decrypted with the master key") from exc
+            raise ValueError("A stored secret cannot be decrypted with the master key.") from exc
 
 
 def load_or_create_key_file(path: Path) -> str:

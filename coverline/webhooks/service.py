@@ -82,7 +82,10 @@ async def partner_api_secret(
         .limit(1)
     )
     if credential is None:
-        raise ValidationFailed(errors={"signature": ["The partner has no active API key."]})
+        raise ValidationFailed(
+            "The partner has no active API key.",
+            errors={"signature": ["The partner has no active API key."]},
+        )
     return box.decrypt(credential.secret_ciphertext)
 
 

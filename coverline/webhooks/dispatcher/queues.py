@@ -50,8 +50,17 @@ class EndpointConfig:
     max_concurrency: int
     version: datetime
     client_timeout: aiohttp.ClientTimeout
-    # Why every send to this URL is refused (a literal private address), if it is.
+    # Why every send to this URL is refused (a literal private address, nothing to sign
+    # with), if it is.
     refused: str | None
+    # When the previous secret of a rotation stops signing (a Unix time), if there is one:
+    # `secrets[1:]` sign until then, however long the config is kept.
+    previous_until: float | None = None
+
+    def signing_secrets(self, now: float) -> list[str]:
+        if self.previous_until is not None and now >= self.previous_until:
+            return self.secrets[:1]
+        return self.secrets
 
 
 # Not frozen: a frozen dataclass sets each field through `object.__setattr__`, and a claim is

@@ -42,6 +42,8 @@ async def attempt(
     now = time.time()
     headers["Content-Type"] = "application/json"
     headers["User-Agent"] = USER_AGENT
+    if endpoint.refused is not None:
+        return None, None, endpoint.refused, None
     headers.update(
         signing.sign_headers(
             endpoint.signature,
@@ -49,11 +51,9 @@ async def attempt(
             message_id=claim.public_id,
             timestamp=now,
             key=endpoint.key,
-            secrets_in_use=endpoint.secrets,
+            secrets_in_use=endpoint.signing_secrets(now),
         )
     )
-    if endpoint.refused is not None:
-        return None, None, endpoint.refused, None
     try:
         async with http.post(
             endpoint.url,

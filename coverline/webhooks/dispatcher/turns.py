@@ -24,6 +24,7 @@ from coverline.db.engine import Database
 from coverline.events.service import EventType, record
 from coverline.kit import ids
 from coverline.kit.clock import Clock
+from coverline.kit.errors import ValidationFailed
 from coverline.kit.request_id import bound_request_id, new_job_id
 from coverline.observability import metrics
 from coverline.partners.crypto import SecretBox
@@ -494,16 +495,24 @@ class Dispatcher:
     async def _config(
         self, session: AsyncSession, endpoint: Row[Any], now: datetime
     ) -> EndpointConfig:
-        if endpoint.signature == signing.MYCOVER:
-            secrets = [await self._partner_secret(session, endpoint)]
-        else:
-            secrets = [self._decrypt(endpoint.secret_ciphertext)]
-            if (
-                endpoint.previous_secret_ciphertext
-                and endpoint.previous_secret_expires_at is not None
-                and endpoint.previous_secret_expires_at > now
-            ):
-                secrets.append(self._decrypt(endpoint.previous_secret_ciphertext))
+        refused: str | None = None
+        previous_until = None
+        try:
+            if endpoint.signature == signing.MYCOVER:
+                secrets = [await self._partner_secret(session, endpoint)]
+            else:
+                secrets = [self._decrypt(endpoint.secret_ciphertext)]
+                expires = endpoint.previous_secret_expires_at
+                if endpoint.previous_secret_ciphertext and expires is not None and expires > now:
+                    secrets.append(self._decrypt(endpoint.previous_secret_ciphertext))
+                    previous_until = expires.timestamp()
+        except (ValidationFailed, ValueError) as exc:
+            # Nothing to sign with (no active API key for MyCover's scheme, a secret the master
+            # key cannot decrypt): this endpoint's attempts fail and are retried; the others go
+            # on. The config is built again as soon as it changes.
+            log.warning("webhook endpoint %s cannot sign: %s", endpoint.public_id, exc)
+            secrets = []
+            refused = f"Cannot sign: {exc}"
         schedule = (
             tuple(endpoint.retry_schedule)
             if endpoint.retry_schedule is not None
@@ -512,7 +521,6 @@ class Dispatcher:
         timeout = endpoint.timeout_seconds or self._settings.default_timeout
         try:
             refuse_literal(endpoint.url, self._settings.allow_private_networks)
-            refused = None
         except ForbiddenAddress as exc:
             refused = f"Refused: {exc}."
         return EndpointConfig(
@@ -529,6 +537,7 @@ class Dispatcher:
             version=endpoint.updated_at,
             client_timeout=aiohttp.ClientTimeout(total=timeout),
             refused=refused,
+            previous_until=previous_until,
         )
 
     # ------------------------------------------------------------------ sending

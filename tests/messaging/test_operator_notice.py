@@ -1,0 +1,96 @@
+"""The partner is told, by e-mail, once, when one of its webhook endpoints is disabled: at its
+messaging `reply_to`, else its support address, else its first dashboard user."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy import select
+
+from coverline.messaging.dispatcher import MessageDispatcher
+from coverline.messaging.models import Message
+from coverline.runtime import Services
+from coverline.webhooks.dispatcher import Dispatcher, DispatchSettings
+from tests.conftest import PartnerFixture
+from tests.dashboard.helpers import add_user
+from tests.fixtures.payloads import instant_booking_request
+from tests.fixtures.receiver import Answer, Receiver
+from tests.fixtures.webhooks import add_endpoint
+from tests.messaging.conftest import SmtpServer, configure
+
+
+async def disable(services: Services, partner: PartnerFixture, receiver: Receiver) -> Any:
+    endpoint = await add_endpoint(partner.sandbox, receiver.url, retry_schedule=[0.05])
+    receiver.default = Answer(status=500)
+    settings = DispatchSettings(
+        allow_private_networks=True,
+        poll_seconds=0.01,
+        disable_after=timedelta(0),
+        disable_after_failures=2,
+    )
+    async with Dispatcher(services.database, services.box, services.clock, settings) as running:
+        stop = asyncio.Event()
+        task = asyncio.create_task(running.run(stop))
+        await partner.sandbox.call("POST", "instant_booking/", instant_booking_request())
+        for _ in range(200):
+            state = (await partner.sandbox.call("GET", f"webhooks/{endpoint['id']}/")).json()
+            if not state["enabled"]:
+                break
+            await asyncio.sleep(0.05)
+        stop.set()
+        await task
+    assert state["enabled"] is False
+    return endpoint
+
+
+async def notices(services: Services, partner: PartnerFixture) -> list[Message]:
+    async with services.database.reading() as session:
+        return list(
+            await session.scalars(
+                select(Message).where(
+                    Message.partner_id == partner.id, Message.kind == "endpoint_disabled"
+                )
+            )
+        )
+
+
+async def test_the_first_dashboard_user_is_told_by_default(
+    services: Services,
+    partner: PartnerFixture,
+    receiver: Receiver,
+    smtp: SmtpServer,
+    mail_dispatcher: MessageDispatcher,
+) -> None:
+    first = await add_user(services, partner_id=partner.id, email="first@partner.example")
+    await add_user(services, partner_id=partner.id, email="second@partner.example")
+    endpoint = await disable(services, partner, receiver)
+    [mail] = await smtp.handler.wait_for(first.email, 1)
+    assert endpoint["id"] in mail.part("plain") and receiver.url in mail.part("plain")
+    assert [(m.recipient, m.status) for m in await notices(services, partner)] == [
+        (first.email, "sent")
+    ]
+    assert smtp.handler.to("second@partner.example") == []
+
+
+async def test_the_reply_to_address_comes_first(
+    services: Services,
+    partner: PartnerFixture,
+    receiver: Receiver,
+    smtp: SmtpServer,
+    mail_dispatcher: MessageDispatcher,
+) -> None:
+    await add_user(services, partner_id=partner.id, email="user@partner.example")
+    await configure(partner.sandbox, reply_to="ops@partner.example")
+    await disable(services, partner, receiver)
+    await smtp.handler.wait_for("ops@partner.example", 1)
+    assert [m.recipient for m in await notices(services, partner)] == ["ops@partner.example"]
+    assert smtp.handler.to("user@partner.example") == []
+
+
+async def test_a_partner_with_no_address_is_told_nothing(
+    services: Services, partner: PartnerFixture, receiver: Receiver
+) -> None:
+    await disable(services, partner, receiver)
+    assert await notices(services, partner) == []
