@@ -170,17 +170,26 @@ def with_renewal(
     )
     policy = _policy(quote, currency) if quote else None
     price = _money(amount, currency) if amount is not None else None
+    # The renewal record's times are UTC; shown in the offset of the policy's end, as the
+    # partner sent it (the renewal falls due when the policy ends).
+    end = parse_time(quote.get("policy_end_date")) if quote else None
+    zone = end.tzinfo if end is not None else None
+
+    def shown(name: str) -> str | None:
+        moment = parse_time(renewal.get(name))
+        return human_time(moment.astimezone(zone) if moment is not None and zone else moment)
+
     return {
         **context,
         "renewal": {
             "id": renewal.get("id"),
             "status": renewal.get("status"),
             "policy_name": policy["name"] if policy else "policy",
-            "start_date": human_time(parse_time(renewal.get("start_date"))),
-            "notification_date": human_time(parse_time(renewal.get("notification_date"))),
-            "due_date": human_time(parse_time(renewal.get("due_date"))),
-            "expiry_date": human_time(parse_time(renewal.get("expiry_date"))),
-            "paid_on": human_time(parse_time(renewal.get("paid_on"))),
+            "start_date": shown("start_date"),
+            "notification_date": shown("notification_date"),
+            "due_date": shown("due_date"),
+            "expiry_date": shown("expiry_date"),
+            "paid_on": shown("paid_on"),
             "price": price or (policy["price"] if policy else None),
         },
     }

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
 from dateutil.relativedelta import relativedelta
@@ -33,6 +33,7 @@ MONTH_END_DRIFT = timedelta(days=3)
 def _rfc(moment: datetime | None) -> str | None:
     if moment is None:
         return None
+    moment = moment.astimezone(UTC)  # a renewal made in this request has the partner's offset
     return moment.strftime("%Y-%m-%dT%H:%M:%SZ") if moment.microsecond == 0 else server_time(moment)
 
 

@@ -10,7 +10,7 @@ import pytest
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
 from coverline.messaging import service
-from coverline.messaging.context import Branding, sample_context
+from coverline.messaging.context import Branding, sample_context, with_renewal
 from coverline.messaging.models import MessageTemplate
 from coverline.messaging.schemas import SettingsPatch, TemplateIn
 from coverline.messaging.templates import (
@@ -246,7 +246,7 @@ async def test_preview_of_a_draft_and_of_another_partners_booking(
         "channel": SMS,
         "language": "en",
         "subject": None,
-        "text": f"{NAME_FIRST}: renew by 14 June 2030, 09:00 UTC",
+        "text": f"{NAME_FIRST}: renew by 14 June 2030, 10:00 (UTC+01:00)",
         "html": None,
     }
     bad = await partner.sandbox.call(
@@ -477,3 +477,34 @@ async def test_a_stored_template_that_fails_leaves_the_booking_to_the_built_in_o
     assert sent[0].subject == f"Your cover is confirmed: booking {before['id']}"
     assert sent[1].text.splitlines()[:2] == sent[0].text.splitlines()[:2]
     assert after["id"] in sent[1].text
+
+
+def test_renewal_dates_are_shown_in_the_offset_of_the_policy() -> None:
+    """The renewal record's times are UTC; a message shows them in the offset the partner
+    sent the policy's dates in, as it shows the policy's own."""
+    booking = {
+        "currency": "GBP",
+        "quotes": [
+            {
+                "id": "q1",
+                "policy_start_date": "2030-01-31T10:30:00+01:00",
+                "policy_end_date": "2030-02-28T10:30:00+01:00",
+            }
+        ],
+    }
+    renewal = {
+        "id": "r1",
+        "quote_id": "q1",
+        "status": "ACTIVE",
+        "start_date": "2030-02-28T09:30:00Z",
+        "due_date": "2030-02-28T09:30:00Z",
+        "notification_date": "2030-02-21T09:30:00Z",
+        "expiry_date": "2030-03-14T09:30:00Z",
+        "paid_on": None,
+    }
+    shown = with_renewal({}, renewal, booking)["renewal"]
+    assert shown["due_date"] == "28 February 2030, 10:30 (UTC+01:00)"
+    assert shown["expiry_date"] == "14 March 2030, 10:30 (UTC+01:00)"
+    assert shown["paid_on"] is None
+    utc = with_renewal({}, renewal, {"currency": "GBP", "quotes": []})["renewal"]
+    assert utc["due_date"] == "28 February 2030, 09:30 UTC"

@@ -5,7 +5,7 @@ closed, and the period a renewal quote shows is the period its payment gives."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 import pytest
@@ -209,3 +209,16 @@ async def test_the_period_a_renewal_quote_shows_is_the_period_paying_gives(
     paid = await pay_renewal(partner, booking["id"], quoted["renewal_id"])
     assert paid.json()["quotes"][0]["policy_end_date"] == period[1]
     assert (await get_booking(partner, booking["id"]))["quotes"][0]["policy_end_date"] == period[1]
+
+
+async def test_next_renewal_is_in_utc_however_the_partner_sent_the_start(
+    partner: PartnerFixture, clock: MovableClock
+) -> None:
+    """A renewal made in the request that books has the partner's offset in memory; its
+    times are written in UTC all the same, as when it is read back."""
+    start = (clock.at + timedelta(days=1)).astimezone(timezone(timedelta(hours=1)))
+    booking = await instant(partner, gadget(start), customer_country="DE")
+    renewal = booking["quotes"][0]["next_renewal"]
+    assert booking["quotes"][0]["policy_end_date"] == "2030-02-11T13:00:00+01:00"
+    assert renewal["due_date"] == "2030-02-11T12:00:00Z"
+    assert (await get_booking(partner, booking["id"]))["quotes"][0]["next_renewal"] == renewal
