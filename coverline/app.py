@@ -280,7 +280,8 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
 
     @app.get("/readyz", include_in_schema=False)
     async def readyz(request: Request) -> Response:
-        """The process can serve: its database answers."""
+        """The process can serve: its database answers, and Redis when it holds the rate
+        limits."""
         services: Services = request.app.state.services
         try:
             async with services.database.reading() as session:
@@ -288,7 +289,13 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
         except (OSError, SQLAlchemyError) as exc:
             body = {"status": "unavailable", "database": type(exc).__name__}
             return JSONResponse(body, status_code=503)
-        return JSONResponse({"status": "ok", "database": "ok"})
+        body = {"status": "ok", "database": "ok"}
+        if services.rate_limiter.shared:
+            if not await services.rate_limiter.reachable():
+                body = {**body, "status": "unavailable", "redis": "unreachable"}
+                return JSONResponse(body, status_code=503)
+            body["redis"] = "ok"
+        return JSONResponse(body)
 
     if settings.metrics_enabled:
         app.add_api_route(

@@ -40,6 +40,8 @@ def _configure_logging(settings: Settings) -> None:
 def _migrate(settings: Settings) -> None:
     from coverline.db.migrate import upgrade
 
+    if settings.database_url is None:  # the default SQLite file: its directory is made
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
     asyncio.run(upgrade(settings.resolved_database_url))
 
 
@@ -56,6 +58,11 @@ async def _with_services(settings: Settings, work: Any) -> Any:
 def _fail(message: str) -> None:
     typer.secho(message, fg=typer.colors.RED, err=True)
     raise typer.Exit(code=1)
+
+
+def _error_text(exc: Any) -> str:
+    """A CoverlineError as a line: its message and its field errors."""
+    return f"{exc.message} {json.dumps(exc.errors) if exc.errors else ''}".strip()
 
 
 @app.command()
@@ -90,8 +97,10 @@ def catalog_load(file: Annotated[Path, typer.Argument(exists=True, dir_okay=Fals
     try:
         loaded = asyncio.run(_load_catalog(settings, file))
     except CatalogError as exc:
-        _fail(f"{file}: {exc}")
+        _fail(str(exc))  # it names the file
         return
+    if not loaded:
+        typer.echo(f"{file} lists no products: nothing to load.")
     for product in loaded:
         state = "new version" if product.created else "unchanged"
         typer.echo(
@@ -138,7 +147,7 @@ def partner_create(
     try:
         created = asyncio.run(_create_partner(settings, name, code))
     except CoverlineError as exc:
-        _fail(f"{exc.message} {json.dumps(exc.errors) if exc.errors else ''}".strip())
+        _fail(_error_text(exc))
         return
     if as_json:
         typer.echo(json.dumps(created))
@@ -176,10 +185,11 @@ def partner_rotate_key(
     from coverline.kit.errors import CoverlineError
 
     settings = get_settings()
+    _migrate(settings)
     try:
         typer.echo(json.dumps(asyncio.run(_rotate(settings, code, mode))))
     except CoverlineError as exc:
-        _fail(exc.message)
+        _fail(_error_text(exc))
 
 
 async def _revoke(settings: Settings, code: str, api_key: str) -> None:
@@ -202,10 +212,11 @@ def partner_revoke_key(
     from coverline.kit.errors import CoverlineError
 
     settings = get_settings()
+    _migrate(settings)
     try:
         asyncio.run(_revoke(settings, code, api_key))
     except CoverlineError as exc:
-        _fail(exc.message)
+        _fail(_error_text(exc))
     typer.echo(f"Revoked {api_key}.")
 
 
@@ -217,7 +228,7 @@ async def _demo(settings: Settings) -> dict[str, Any]:
     from coverline.catalog.service import load_catalog
     from coverline.kit.errors import NotFound
     from coverline.partners.models import ApiCredential
-    from coverline.partners.service import create_partner, get_partner
+    from coverline.partners.service import create_partner, get_partner, issue_credential
 
     document = load_catalog_file(DEMO_CATALOG)
 
@@ -243,7 +254,11 @@ async def _demo(settings: Settings) -> dict[str, Any]:
                     "api_key": credential.api_key,
                     "api_secret": services.box.decrypt(credential.secret_ciphertext),
                 }
-            return found
+            for mode in ("sandbox", "live"):
+                if mode not in found:  # every key of the mode revoked: a new one
+                    new = await issue_credential(session, services.box, partner, mode, now)
+                    found[mode] = {"api_key": new.api_key, "api_secret": new.api_secret}
+            return {"code": found.pop("code"), "sandbox": found["sandbox"], "live": found["live"]}
 
     result: dict[str, Any] = await _with_services(settings, work)
     return result
@@ -252,9 +267,9 @@ async def _demo(settings: Settings) -> dict[str, Any]:
 @app.command()
 def serve(
     host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+    port: Annotated[int, typer.Option(min=1, max=65535, help="Port to listen on.")] = 8000,
     demo: Annotated[bool, typer.Option("--demo", help="Load demo products and partner.")] = False,
-    workers: Annotated[int, typer.Option(help="API processes.")] = 1,
+    workers: Annotated[int, typer.Option(min=1, help="API processes.")] = 1,
     no_worker: Annotated[
         bool, typer.Option("--no-worker", help="Serve the API only; run `coverline worker`.")
     ] = False,
@@ -430,7 +445,7 @@ def user_create(
     try:
         created = asyncio.run(_create_user(settings, partner, email, operator, password))
     except CoverlineError as exc:
-        _fail(f"{exc.message} {json.dumps(exc.errors) if exc.errors else ''}".strip())
+        _fail(_error_text(exc))
         return
     address, one_time = created
     role = "operator" if operator else f"user of partner {partner.upper() if partner else ''}"
@@ -439,5 +454,50 @@ def user_create(
         typer.echo(f"One-time password (shown once; change it at the first sign-in): {one_time}")
 
 
+def _operator_message(exc: BaseException) -> str | None:
+    """What an operator can act on, for the failures that come from the environment (a
+    setting, the database, the master key, a file); None for a bug, whose traceback shows."""
+    from pydantic import ValidationError
+    from sqlalchemy.exc import ArgumentError, DBAPIError, InterfaceError, OperationalError
+
+    from coverline.catalog.definition import CatalogError
+    from coverline.kit.errors import CoverlineError
+    from coverline.partners.crypto import SecretUnreadable
+
+    if isinstance(exc, ValidationError) and exc.title == "Settings":
+        return "; ".join(
+            f"COVERLINE_{'_'.join(str(part) for part in error['loc']).upper()}: "
+            f"{error['msg'].removeprefix('Value error, ')}"
+            for error in exc.errors()
+        )
+    if isinstance(exc, CoverlineError):
+        return _error_text(exc)
+    if isinstance(exc, CatalogError):
+        return str(exc)
+    if isinstance(exc, SecretUnreadable):
+        return (
+            f"{exc} Is COVERLINE_MASTER_KEY (or master.key in the data directory) the key "
+            "the data was written with?"
+        )
+    if isinstance(exc, DBAPIError | OperationalError | InterfaceError | ArgumentError | OSError):
+        reason = exc.orig if isinstance(exc, DBAPIError) and exc.orig is not None else exc
+        first = (
+            str(reason).strip().splitlines()[0] if str(reason).strip() else type(reason).__name__
+        )
+        try:
+            where = display_url(get_settings().resolved_database_url)
+        except Exception:  # the settings themselves may be what failed
+            where = "the configured database"
+        return f"Cannot use the database at {where}: {first}"
+    return None
+
+
 def main() -> None:
-    app()
+    try:
+        app()
+    except Exception as exc:
+        message = _operator_message(exc)
+        if message is None:
+            raise
+        typer.secho(f"coverline: {message}", fg=typer.colors.RED, err=True)
+        raise SystemExit(1) from None

@@ -86,6 +86,50 @@ class Settings(BaseSettings):
     def _any_case(cls, value: object) -> object:
         return value.lower() if isinstance(value, str) else value
 
+    # Wrong settings are refused when read, with the variable's name, not met later as a
+    # failure of every request.
+    @field_validator("database_url")
+    @classmethod
+    def _supported_database(cls, value: str | None) -> str | None:
+        if value is not None:
+            scheme = value.split(":", 1)[0].split("+", 1)[0].lower()
+            if scheme not in {"sqlite", "postgresql", "postgres"}:
+                raise ValueError("use sqlite:///PATH or postgresql://USER@HOST:PORT/DATABASE")
+        return value
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_scheme(cls, value: str | None) -> str | None:
+        if value is not None and value.split(":", 1)[0].lower() not in {"redis", "rediss", "unix"}:
+            raise ValueError("use redis://HOST:PORT/DB (or rediss://, unix://)")
+        return value
+
+    @field_validator("rate_limit")
+    @classmethod
+    def _rate_limit(cls, value: str) -> str:
+        from limits import parse
+
+        parse(value)  # ValueError: "couldn't parse rate limit string …"
+        return value
+
+    @field_validator("master_key")
+    @classmethod
+    def _fernet_keys(cls, value: str | None) -> str | None:
+        if value is not None:
+            from cryptography.fernet import Fernet
+
+            for part in (part.strip() for part in value.split(",")):
+                if part:
+                    try:
+                        Fernet(part.encode())
+                    except ValueError:
+                        raise ValueError(
+                            "each key must be 32 url-safe base64-encoded bytes "
+                            "(python -c 'from cryptography.fernet import Fernet; "
+                            "print(Fernet.generate_key().decode())')"
+                        ) from None
+        return value
+
     @property
     def resolved_database_url(self) -> str:
         if self.database_url:

@@ -39,6 +39,9 @@ from pydantic import (
     ValidationError,
     model_validator,
 )
+from referencing import Registry
+from referencing.exceptions import Unresolvable
+from referencing.jsonschema import DRAFT202012
 
 from coverline.kit import dates
 from coverline.kit.money import is_currency
@@ -552,6 +555,7 @@ def _check_fields_schema(schema: dict[str, Any]) -> dict[str, Any]:
         raise ValueError(
             f"fields_schema is not a valid JSON Schema: {error.message} at {where}"
         ) from None
+    _check_references_within(schema)
     if schema.get("type") != "object":
         raise ValueError('fields_schema must have "type": "object"')
     if schema.get("additionalProperties") is not False:
@@ -562,6 +566,37 @@ def _check_fields_schema(schema: dict[str, Any]) -> dict[str, Any]:
     if clashes:
         raise ValueError(f"fields_schema must not define the common request fields {clashes}")
     return schema
+
+
+def _refs(node: Any) -> Iterator[Any]:
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key in {"$ref", "$dynamicRef"}:
+                yield value
+            yield from _refs(value)
+    elif isinstance(node, list):
+        for item in node:
+            yield from _refs(item)
+
+
+_FIELDS_URI = "urn:coverline:fields-schema"
+
+
+def _check_references_within(schema: dict[str, Any]) -> None:
+    """Every `$ref` points into the schema itself, at something there: a product's fields are
+    never checked against a document fetched over the network, nor against nothing."""
+    resolver = (
+        Registry()
+        .with_resource(_FIELDS_URI, DRAFT202012.create_resource(schema))
+        .resolver(base_uri=_FIELDS_URI)
+    )
+    for ref in _refs(schema):
+        if not isinstance(ref, str) or not ref.startswith("#"):
+            raise ValueError(f"fields_schema may refer only within itself (#/...), not to {ref!r}")
+        try:
+            resolver.lookup(ref)
+        except Unresolvable:
+            raise ValueError(f"fields_schema refers to nothing at {ref!r}") from None
 
 
 FieldsSchema = Annotated[
@@ -604,7 +639,12 @@ class ProductDefinition(_Model):
             raise ValueError("currencies lists a currency twice")
         self._check_pricing()
         self._check_references()
-        self._fields_validator = FieldsValidator(self.fields_schema, format_checker=FORMAT_CHECKER)
+        if self.renewal is not None and self.instalments is not None:
+            raise ValueError("a product is renewable or paid by instalments, not both")
+        # An empty registry: nothing is ever retrieved (the schema refers only within itself).
+        self._fields_validator = FieldsValidator(
+            self.fields_schema, format_checker=FORMAT_CHECKER, registry=Registry()
+        )
         if self.period.duration is not None:
             self._period_delta = parse_duration(self.period.duration)
         return self
@@ -791,7 +831,19 @@ def parse_catalog(data: Any) -> CatalogDocument:
 
 
 class _DecimalLoader(yaml.SafeLoader):
-    """YAML with exact decimals, dates kept as text, and duplicate keys refused."""
+    """YAML with exact decimals, dates kept as text, and duplicate keys and aliases refused
+    (an alias repeats what it names: a few of them nested make a few bytes a billion
+    items)."""
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        if self.check_event(yaml.AliasEvent):
+            raise yaml.composer.ComposerError(
+                None,
+                None,
+                "aliases (*name) are not accepted",
+                self.peek_event().start_mark,  # type: ignore[no-untyped-call]
+            )
+        return super().compose_node(parent, index)
 
 
 def _construct_decimal(loader: yaml.SafeLoader, node: yaml.ScalarNode) -> Decimal:
@@ -833,6 +885,15 @@ _DecimalLoader.add_constructor("tag:yaml.org,2002:timestamp", _construct_text)
 _DecimalLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
 
 
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    mapping: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in mapping:
+            raise ValueError(f"duplicate key {key!r}")
+        mapping[key] = value
+    return mapping
+
+
 def _reject_constant(name: str) -> None:
     raise ValueError(f"{name} is not a number")
 
@@ -845,7 +906,12 @@ def load_catalog_file(path: Path) -> CatalogDocument:
         raise CatalogError(f"cannot read catalogue {path}: {error}") from None
     try:
         if path.suffix.lower() == ".json":
-            data = json.loads(text, parse_float=Decimal, parse_constant=_reject_constant)
+            data = json.loads(
+                text,
+                parse_float=Decimal,
+                parse_constant=_reject_constant,
+                object_pairs_hook=_unique_keys,
+            )
         else:
             data = yaml.load(text, Loader=_DecimalLoader)  # noqa: S506 (a SafeLoader subclass)
     except (ValueError, yaml.YAMLError) as error:

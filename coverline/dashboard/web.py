@@ -3,7 +3,6 @@ names (404 for anything the viewer may not see), CSRF on every POST, templates, 
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -25,6 +24,7 @@ from coverline.dashboard.models import DashboardSession, DashboardUser
 from coverline.kit.errors import CoverlineError
 from coverline.kit.money import format_money, from_minor
 from coverline.partners.models import MODES, Partner
+from coverline.partners.service import PARTNER_CODE
 from coverline.runtime import Services
 
 BASE = "/dashboard"
@@ -40,7 +40,6 @@ SECURITY_HEADERS = {
     "referrer-policy": "same-origin",
     "cache-control": "no-store",
 }
-PARTNER_CODE = re.compile(r"^[A-Z0-9]{5}$")
 # Messages a redirect may ask the next page to show (never text taken from the URL).
 NOTICES = {
     "saved": "Saved.",
@@ -184,7 +183,7 @@ async def operator(request: Request) -> Viewer:
 
 async def partner_page(request: Request, code: str, mode: str) -> PartnerPage:
     current = await viewer(request)
-    if mode not in MODES or not PARTNER_CODE.match(code):
+    if mode not in MODES or not PARTNER_CODE.fullmatch(code):
         raise not_found()
     services = current.services
     async with services.database.reading() as session:

@@ -11,6 +11,10 @@ from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 from coverline.config import Settings
 
 
+class SecretUnreadable(ValueError):
+    """A stored secret the master key in use cannot decrypt (another key wrote it)."""
+
+
 class SecretBox:
     def __init__(self, keys: list[str]) -> None:
         if not keys:
@@ -31,7 +35,9 @@ class SecretBox:
         try:
             return self._fernet.decrypt(ciphertext.encode()).decode()
         except InvalidToken as exc:
-            raise ValueError("A stored secret cannot be decrypted with the master key.") from exc
+            raise SecretUnreadable(
+                "A stored secret cannot be decrypted with the master key."
+            ) from exc
 
 
 def load_or_create_key_file(path: Path) -> str:

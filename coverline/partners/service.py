@@ -15,7 +15,8 @@ from coverline.kit.errors import Conflict, NotFound, ValidationFailed
 from coverline.partners.crypto import SecretBox, secret_digest
 from coverline.partners.models import MODES, ApiCredential, Partner
 
-PARTNER_CODE = re.compile(r"^[A-Z0-9]{5}$")
+PARTNER_CODE = re.compile(r"[A-Z0-9]{5}")  # whole: fullmatch
+NAME_LENGTH = 200
 
 
 @dataclass(frozen=True)
@@ -59,10 +60,12 @@ async def create_partner(
     name = name.strip()
     if not name:
         raise ValidationFailed(errors={"name": ["A partner needs a name."]})
+    if len(name) > NAME_LENGTH:
+        raise ValidationFailed(errors={"name": [f"At most {NAME_LENGTH} characters."]})
     if code is None:
         code = await _free_code(session)
     code = code.upper()
-    if not PARTNER_CODE.match(code):
+    if not PARTNER_CODE.fullmatch(code):
         raise ValidationFailed(
             errors={"code": ["A partner code is 5 upper-case letters or digits."]}
         )

@@ -104,10 +104,12 @@ def period_end(quote: Quote, renewal: Renewal, definition: ProductDefinition) ->
     """The end of the period `renewal` pays for: counted from the quote's first start, so
     that month ends never drift (31 Jan → 28 Feb → 31 Mar), unless the product's period has
     changed since (then from the renewal's start)."""
+    # Calendar arithmetic in the offset the partner sent, as the first period was counted.
     period = _period(definition)
-    following = renewal.start_date + period
-    anchored = quote.start_at + period * renewal.sequence
-    return anchored if abs(anchored - following) <= MONTH_END_DRIFT else following
+    following = with_offset(renewal.start_date, quote.end_offset) + period
+    anchored = with_offset(quote.start_at, quote.start_offset) + period * renewal.sequence
+    end = anchored if abs(anchored - following) <= MONTH_END_DRIFT else following
+    return end.astimezone(UTC)
 
 
 @dataclass(frozen=True)
@@ -294,8 +296,12 @@ async def _booking_with_renewal(
         raise ValidationFailed(
             errors={"renewal": [f"Booking {package_id} has no renewable policy."]}
         )
-    latest = max(candidates, key=lambda r: (r.sequence, r.created_at))
-    return package, latest
+    # A booking with several renewable quotes renews them one call at a time, the one falling
+    # due first first; with none still open, the latest says why.
+    renewable = [r for r in candidates if r.status in OPEN and scope.now < r.expiry_date]
+    if renewable:
+        return package, min(renewable, key=lambda r: (r.due_date, r.sequence, r.id))
+    return package, max(candidates, key=lambda r: (r.sequence, r.created_at))
 
 
 def _require_open(renewal: Renewal, now: datetime) -> None:

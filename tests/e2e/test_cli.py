@@ -339,3 +339,54 @@ def test_serve_demo_prints_the_same_credentials_on_every_start(
         assert first[mode]["api_key"].startswith(f"pk_{mode}_")
         assert first[mode]["api_secret"].startswith(f"sk_{mode}_")
     assert second == first
+
+
+# ---------------------------------------------------------------- what the environment gets wrong
+
+
+def test_a_wrong_setting_or_database_is_one_clear_line(
+    server: CoverlineServer, tmp_path: Path
+) -> None:
+    """A mistake in the environment (a setting, a database out of reach) is named in one line
+    on standard error, with exit status 1: no traceback."""
+    cases = [
+        (
+            {"COVERLINE_DATABASE_URL": "mysql://root@127.0.0.1/x"},
+            "COVERLINE_DATABASE_URL: use sqlite:///PATH or postgresql://USER@HOST:PORT/DATABASE",
+        ),
+        ({"COVERLINE_RATE_LIMIT": "bogus"}, "COVERLINE_RATE_LIMIT: couldn't parse rate limit"),
+        ({"COVERLINE_MASTER_KEY": "garbage"}, "COVERLINE_MASTER_KEY: each key must be 32"),
+        ({"COVERLINE_LOG_LEVEL": "verbose"}, "COVERLINE_LOG_LEVEL: Input should be"),
+        ({"COVERLINE_REDIS_URL": "http://127.0.0.1:1"}, "COVERLINE_REDIS_URL: use redis://"),
+        (
+            {"COVERLINE_DATABASE_URL": "postgresql://postgres@127.0.0.1:1/x"},
+            "Cannot use the database at postgresql://postgres@127.0.0.1:1/x:",
+        ),
+    ]
+    for env, expected in cases:
+        for args in (["migrate"], ["partner", "create", "--name", "X", "--json"]):
+            result = server.run_cli(args, env=env)
+            assert result.returncode == 1, (env, result.stdout, result.stderr)
+            assert "Traceback" not in result.stderr, result.stderr
+            assert result.stderr.strip().startswith(f"coverline: {expected}"), result.stderr
+            assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+    # A data directory that does not exist yet is made.
+    fresh = tmp_path / "new" / "data"
+    made = server.run_cli(
+        ["migrate"], env={"COVERLINE_DATA_DIR": str(fresh), "COVERLINE_DATABASE_URL": None}
+    )
+    assert made.returncode == 0, made.stderr
+    assert (fresh / "coverline.db").exists()
+
+
+async def test_partner_codes_and_names_are_checked_whole(server: CoverlineServer) -> None:
+    before = await table_counts(server)
+    for args, message in (
+        (["--code", "NLINE\n"], '{"code": ["A partner code is 5 upper-case letters or digits."]}'),
+        (["--name", "n" * 201], '{"name": ["At most 200 characters."]}'),
+    ):
+        name = [] if "--name" in args else ["--name", "Checked"]
+        result = await server.arun_cli(["partner", "create", *name, *args, "--json"])
+        assert result.returncode == 1, result.stdout
+        assert message in result.stderr
+    assert await table_counts(server) == before

@@ -3,13 +3,16 @@ shares one budget between API processes."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import secrets
 
+import httpx
 import pytest
 import redis.asyncio
 from sqlalchemy import update
 
+from coverline.app import create_app
 from coverline.config import Settings
 from coverline.kit.errors import RateLimited
 from coverline.partners.auth import Principal
@@ -18,6 +21,7 @@ from coverline.partners.ratelimit import RateLimiter
 from coverline.runtime import Services
 from tests.conftest import PartnerFixture, partner_state
 from tests.fixtures.payloads import instant_booking_request
+from tests.fixtures.signing import signed_headers
 
 REDIS_URL = os.environ.get("COVERLINE_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 
@@ -82,3 +86,36 @@ async def test_redis_budget_is_shared_between_processes(settings: Settings) -> N
         await one.check(principal)
     other_mode = Principal(1, principal.partner_code, "live", 2, None)
     assert (await two.check(other_mode)).remaining == 4
+
+
+async def test_redis_out_of_reach_is_a_503_and_not_ready(
+    settings: Settings, services: Services, partner: PartnerFixture
+) -> None:
+    """Like the database's, an outage of the store the limits are counted in is a moment's:
+    503 with Retry-After, nothing done, and /readyz takes the process out."""
+    unreachable = settings.model_copy(update={"redis_url": "redis://127.0.0.1:1/0"})
+    cut_off = dataclasses.replace(services, rate_limiter=RateLimiter(unreachable))
+    app = create_app(unreachable, cut_off)
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="https://cover.test") as client:
+        before = await partner_state(services, partner.id)
+        path = partner.sandbox.path("instant_booking/")
+        credential = partner.sandbox.credential
+        response = await client.post(
+            path,
+            json=instant_booking_request(),
+            headers=signed_headers(credential.api_key, credential.api_secret, "POST", path),
+        )
+        assert response.status_code == 503, response.text
+        assert response.json() == {
+            "type": "service_unavailable",
+            "message": "The rate limit store cannot be reached; try again shortly.",
+            "errors": {},
+        }
+        assert response.headers["retry-after"] == "1"
+        assert await partner_state(services, partner.id) == before
+        ready = await client.get("/readyz")
+        assert (ready.status_code, ready.json()) == (
+            503,
+            {"status": "unavailable", "database": "ok", "redis": "unreachable"},
+        )

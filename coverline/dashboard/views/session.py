@@ -11,7 +11,6 @@ from starlette.responses import Response
 from coverline.dashboard import auth
 from coverline.dashboard.web import (
     BASE,
-    PARTNER_CODE,
     Form,
     Viewer,
     not_found,
@@ -24,6 +23,7 @@ from coverline.dashboard.web import (
 )
 from coverline.kit.errors import ValidationFailed
 from coverline.partners.models import MODES, Partner
+from coverline.partners.service import PARTNER_CODE
 
 router = APIRouter()
 
@@ -165,7 +165,7 @@ async def switch_partner(request: Request, current: Viewer = Depends(viewer)) ->
     """The operator's partner picker (a GET form: it only navigates)."""
     code = request.query_params.get("partner", "").strip().upper()
     mode = request.query_params.get("mode", current.session.mode)
-    if not current.is_operator or not PARTNER_CODE.match(code) or mode not in MODES:
+    if not current.is_operator or not PARTNER_CODE.fullmatch(code) or mode not in MODES:
         raise not_found()
     return redirect(partner_url(code, mode))
 
