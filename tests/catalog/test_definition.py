@@ -19,6 +19,7 @@ from coverline.catalog.definition import (
     parse_duration,
     render_text,
 )
+from coverline.catalog.rating import validate_fields
 
 
 def minimal_product(**overrides: Any) -> dict[str, Any]:
@@ -404,3 +405,48 @@ def test_render_text_only_fills_top_level_scalars() -> None:
     assert render_text("{event_name.__class__} {0} {event_name!r}", fields) == (
         "{event_name.__class__} {0} {event_name!r}"
     )
+
+
+def test_a_fields_schema_refers_only_within_itself() -> None:
+    """A `$ref` points into the schema, at something there: nothing is fetched when a quote
+    is checked, and no quote meets a reference to nothing."""
+
+    def with_bike_make(schema: dict[str, Any]) -> dict[str, Any]:
+        product = minimal_product()
+        product["fields_schema"]["properties"]["bike_make"] = schema
+        product["fields_schema"]["$defs"] = {"make": {"type": "string", "maxLength": 40}}
+        return product
+
+    accepted = parse_catalog(document(with_bike_make({"$ref": "#/$defs/make"})))
+    definition = accepted.products[0]
+    assert validate_fields(definition, {"bike_make": "x" * 41, "bike_value": 1}) == {
+        "bike_make": ["bike_make must be at most 40 characters long"]
+    }
+    for ref, message in (
+        ("http://127.0.0.1:1/make.json", "fields_schema may refer only within itself"),
+        ("other.json#/make", "fields_schema may refer only within itself"),
+        ("#/$defs/nothere", "fields_schema refers to nothing at '#/$defs/nothere'"),
+    ):
+        assert message in catalog_error(document(with_bike_make({"$ref": ref}))), ref
+
+
+def test_a_product_is_renewable_or_paid_by_instalments_not_both() -> None:
+    product = minimal_product(
+        period={"duration": "P1M"},
+        renewal={"period": "P1M", "notification_days": 7, "grace_days": 14},
+        instalments={"count": 12},
+    )
+    assert "a product is renewable or paid by instalments, not both" in catalog_error(
+        document(product)
+    )
+
+
+def test_aliases_and_duplicate_json_keys_are_refused(tmp_path: Path) -> None:
+    bomb = tmp_path / "aliases.yaml"
+    bomb.write_text("a: &a [1, 2, 3]\nb: [*a, *a, *a]\n", encoding="utf-8")
+    with pytest.raises(CatalogError, match=r"aliases \(\*name\) are not accepted"):
+        load_catalog_file(bomb)
+    twice = tmp_path / "twice.json"
+    twice.write_text('{"products": [], "products": []}', encoding="utf-8")
+    with pytest.raises(CatalogError, match="duplicate key 'products'"):
+        load_catalog_file(twice)

@@ -222,3 +222,49 @@ async def test_next_renewal_is_in_utc_however_the_partner_sent_the_start(
     assert booking["quotes"][0]["policy_end_date"] == "2030-02-11T13:00:00+01:00"
     assert renewal["due_date"] == "2030-02-11T12:00:00Z"
     assert (await get_booking(partner, booking["id"]))["quotes"][0]["next_renewal"] == renewal
+
+
+async def test_a_booking_with_two_renewable_quotes_renews_both(
+    partner: PartnerFixture, clock: MovableClock
+) -> None:
+    """One renewal a call, the one falling due first: the phone's (due 11 Feb) then the
+    tablet's (due 12 Feb), then the phone's next month."""
+    phone = gadget(clock.at + timedelta(days=1))
+    tablet = gadget(clock.at + timedelta(days=2), device_type="tablet", device_model="iPad")
+    booking = await instant(partner, phone, tablet, customer_country="DE")
+    by_start = sorted(booking["quotes"], key=lambda q: q["policy_start_date"])
+    clock.advance(timedelta(days=27))  # 6 Feb
+    renewed = [
+        next(q for q in (await renew(partner, booking["id"]))["quotes"] if q["id"] == quote["id"])
+        for quote in by_start
+    ]
+    assert [q["total_renewed_times"] for q in renewed] == [1, 1]
+    assert [q["policy_end_date"] for q in renewed] == [
+        "2030-03-11T12:00:00+00:00",
+        "2030-03-12T12:00:00+00:00",
+    ]
+    third = await quote_renewal(partner, booking["id"])
+    assert third["renewal"]["quote_id"] == by_start[0]["id"]
+    assert third["renewal"]["policy_end_date"] == "2030-04-11T12:00:00+00:00"
+
+
+async def test_month_ends_are_counted_in_the_partners_offset(
+    partner: PartnerFixture, monkeypatch: pytest.MonkeyPatch, services: Services
+) -> None:
+    """31 Jan 09:00 at +11:00 is 30 Jan 22:00 UTC: its months end on the last day of each
+    month at +11:00 (30 April, 30 June), as the first one ended on 28 February."""
+    clock = freeze(services, monkeypatch, datetime(2030, 1, 29, 9, tzinfo=UTC))
+    start = datetime(2030, 1, 31, 9, tzinfo=timezone(timedelta(hours=11)))
+    booking = await instant(partner, gadget(start), customer_country="DE")
+    assert booking["quotes"][0]["policy_end_date"] == "2030-02-28T09:00:00+11:00"
+    ends = []
+    for _ in range(5):
+        clock.advance(timedelta(days=31))
+        ends.append((await renew(partner, booking["id"]))["quotes"][0]["policy_end_date"])
+    assert ends == [
+        "2030-03-31T09:00:00+11:00",
+        "2030-04-30T09:00:00+11:00",
+        "2030-05-31T09:00:00+11:00",
+        "2030-06-30T09:00:00+11:00",
+        "2030-07-31T09:00:00+11:00",
+    ]
