@@ -48,7 +48,7 @@ class ResponseBody(BaseModel):
 
 
 class NoBody(BaseModel):
-    """The body of a write that takes none: absent or `{}` (what XCover's client sends).
+    """The body of a write that takes none: absent, `null` or `{}` (what XCover's client sends).
     Anything else is refused as any body is: 400 when it is not JSON, 422 for a field."""
 
     model_config = ConfigDict(extra="forbid")
