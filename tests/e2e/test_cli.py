@@ -17,7 +17,7 @@ import httpx
 import pytest
 import yaml
 from cryptography.fernet import Fernet
-from sqlalchemy import text
+from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from coverline.db.engine import normalise_url
@@ -390,3 +390,33 @@ async def test_partner_codes_and_names_are_checked_whole(server: CoverlineServer
         assert result.returncode == 1, result.stdout
         assert message in result.stderr
     assert await table_counts(server) == before
+
+
+async def test_serve_demo_issues_a_key_for_a_mode_left_without_one(tmp_path: Path) -> None:
+    """`serve --demo` prints working sandbox and live credentials also when every key of a
+    mode of the demo partner was revoked since."""
+    from coverline.cli import _demo
+    from coverline.config import Settings
+    from coverline.db.migrate import upgrade
+    from coverline.partners.models import Partner
+    from coverline.partners.service import revoke_credential
+    from coverline.runtime import Services
+
+    settings = Settings(data_dir=tmp_path, run_worker=False)
+    await upgrade(settings.resolved_database_url)
+    first = await _demo(settings)
+    services = Services.build(settings)
+    try:
+        async with services.database.transaction() as session:
+            partner = (await session.scalars(select(Partner))).one()
+            await revoke_credential(
+                session, partner, first["sandbox"]["api_key"], services.clock.now()
+            )
+    finally:
+        await services.close()
+    second = await _demo(settings)
+    assert set(second) == {"code", "sandbox", "live"}
+    assert second["live"] == first["live"]
+    assert second["sandbox"]["api_key"] != first["sandbox"]["api_key"]
+    assert second["sandbox"]["api_key"].startswith("pk_sandbox_")
+    assert await _demo(settings) == second
