@@ -4,7 +4,6 @@ messaging `reply_to`, else its support address, else its first dashboard user.""
 from __future__ import annotations
 
 import asyncio
-from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import select
@@ -12,36 +11,17 @@ from sqlalchemy import select
 from coverline.messaging.dispatcher import MessageDispatcher
 from coverline.messaging.models import Message
 from coverline.runtime import Services
-from coverline.webhooks.dispatcher import Dispatcher, DispatchSettings
 from tests.conftest import PartnerFixture
 from tests.dashboard.helpers import add_user
-from tests.fixtures.payloads import instant_booking_request
 from tests.fixtures.receiver import Answer, Receiver
-from tests.fixtures.webhooks import add_endpoint
+from tests.fixtures.webhooks import add_endpoint, fail_until_disabled
 from tests.messaging.conftest import SmtpServer, configure
 
 
 async def disable(services: Services, partner: PartnerFixture, receiver: Receiver) -> Any:
     endpoint = await add_endpoint(partner.sandbox, receiver.url, retry_schedule=[0.05])
     receiver.default = Answer(status=500)
-    settings = DispatchSettings(
-        allow_private_networks=True,
-        poll_seconds=0.01,
-        disable_after=timedelta(0),
-        disable_after_failures=2,
-    )
-    async with Dispatcher(services.database, services.box, services.clock, settings) as running:
-        stop = asyncio.Event()
-        task = asyncio.create_task(running.run(stop))
-        await partner.sandbox.call("POST", "instant_booking/", instant_booking_request())
-        for _ in range(200):
-            state = (await partner.sandbox.call("GET", f"webhooks/{endpoint['id']}/")).json()
-            if not state["enabled"]:
-                break
-            await asyncio.sleep(0.05)
-        stop.set()
-        await task
-    assert state["enabled"] is False
+    await fail_until_disabled(services, partner, endpoint, failures=2)
     return endpoint
 
 

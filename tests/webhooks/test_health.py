@@ -3,17 +3,16 @@
 from __future__ import annotations
 
 import asyncio
-from datetime import timedelta
 
 from sqlalchemy import select
 
 from coverline.events.models import Event
 from coverline.runtime import Services
-from coverline.webhooks.dispatcher import Dispatcher, DispatchSettings
+from coverline.webhooks.dispatcher import Dispatcher
 from tests.conftest import PartnerFixture
 from tests.fixtures.payloads import instant_booking_request
 from tests.fixtures.receiver import Answer, Receiver
-from tests.fixtures.webhooks import add_endpoint
+from tests.fixtures.webhooks import add_endpoint, fail_until_disabled
 
 
 async def test_continuously_failing_endpoint_is_disabled(
@@ -21,25 +20,7 @@ async def test_continuously_failing_endpoint_is_disabled(
 ) -> None:
     endpoint = await add_endpoint(partner.sandbox, receiver.url, retry_schedule=[0.05, 0.05])
     receiver.default = Answer(status=500)
-    settings = DispatchSettings(
-        allow_private_networks=True,
-        poll_seconds=0.01,
-        disable_after=timedelta(0),
-        disable_after_failures=6,
-    )
-    async with Dispatcher(services.database, services.box, services.clock, settings) as running:
-        stop = asyncio.Event()
-        task = asyncio.create_task(running.run(stop))
-        await partner.sandbox.call("POST", "instant_booking/", instant_booking_request())
-        await partner.sandbox.call("POST", "instant_booking/", instant_booking_request())
-        for _ in range(100):
-            state = (await partner.sandbox.call("GET", f"webhooks/{endpoint['id']}/")).json()
-            if not state["enabled"]:
-                break
-            await asyncio.sleep(0.05)
-        stop.set()
-        await task
-    assert state["enabled"] is False
+    state = await fail_until_disabled(services, partner, endpoint, failures=6)
     assert state["disabled_reason"].startswith("Every delivery failed for 0 hours")
     assert state["failing_since"] is not None
     async with services.database.reading() as session:
