@@ -147,9 +147,11 @@ def quote_changed(
     the fields before, and is forgotten (the renewal is quoted again before it is paid); and
     the renewal falls due when the quote now ends."""
     for renewal in package.renewals:
-        if renewal.quote_id != quote.id or renewal.paid_on is not None:
-            continue
-        if renewal.status not in OPEN:
+        if (
+            renewal.quote_id != quote.id
+            or renewal.paid_on is not None
+            or renewal.status not in OPEN
+        ):
             continue
         renewal.quoted_version_id = renewal.quoted_price_minor = None
         renewal.quoted_premium_minor = renewal.quoted_tax_minor = None
