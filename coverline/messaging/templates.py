@@ -9,13 +9,9 @@ is never lost to a template.
 
 from __future__ import annotations
 
-import functools
 import logging
-import operator
 import re
-import sys
-import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -30,7 +26,9 @@ from jinja2 import (
     TemplateSyntaxError,
     meta,
 )
-from jinja2.sandbox import SandboxedEnvironment
+
+from coverline.messaging import sandbox
+from coverline.messaging.sandbox import MAX_OUTPUT, PartnerSandbox
 
 log = logging.getLogger("coverline.messaging")
 
@@ -75,8 +73,6 @@ VARIABLES: dict[str, str] = {
 MAX_SUBJECT = 300
 MAX_TEXT = 20_000
 MAX_HTML = 200_000
-MAX_OUTPUT = 400_000
-_MAX_SEQUENCE = 100_000
 
 
 class TemplateProblem(Exception):
@@ -86,139 +82,6 @@ class TemplateProblem(Exception):
         self.field = field
         self.message = message
         super().__init__(f"{field}: {message}")
-
-
-class _Sandbox(SandboxedEnvironment):
-    """The Jinja2 sandbox, also refusing to build huge strings or numbers in one step
-    (`'x' * 10**9`, `'x'|center(10**9)`, `'%999999999d' % 1`, a replacement in every one of
-    100,000 characters), and without `lipsum`, which writes pages at a word. Time is bounded
-    by `_Deadline`, the output by `_render`."""
-
-    intercepted_binops = frozenset({"*", "**", "%"})
-
-    def __init__(self, **options: Any) -> None:
-        super().__init__(**options)
-        self.globals.pop("lipsum", None)
-        self.filters = {name: _bounded_filter(name, f) for name, f in self.filters.items()}
-
-    def call_binop(self, context: Any, op: str, left: Any, right: Any) -> Any:
-        if op == "**" and isinstance(right, int | float) and abs(right) > 100:
-            raise TemplateError("Exponent too large.")
-        if op == "*":
-            for sequence, count in ((left, right), (right, left)):
-                if (
-                    isinstance(sequence, str | list | tuple)
-                    and isinstance(count, int)
-                    and len(sequence) * count > _MAX_SEQUENCE
-                ):
-                    raise TemplateError("Repetition too long.")
-        if op == "%" and isinstance(left, str):
-            _check_format(left)
-        function: Callable[[Any, Any], Any] = {
-            "*": operator.mul,
-            "**": operator.pow,
-            "%": operator.mod,
-        }[op]
-        return function(left, right)
-
-    def call(__self, __context: Any, __obj: Any, *args: Any, **kwargs: Any) -> Any:
-        # The sandbox hands out str.format wrapped (its own formatter); the method is within.
-        owner = getattr(getattr(__obj, "__wrapped__", __obj), "__self__", None)
-        if isinstance(owner, str):
-            name = getattr(__obj, "__name__", "")
-            if name in {"format", "format_map"}:
-                _check_format(owner)
-            else:
-                _check_counts(name, args, kwargs)
-            if name == "replace" and len(args) >= 2:
-                _check_replacement(owner, args[0], args[1])
-        return super().call(__context, __obj, *args, **kwargs)
-
-
-# A width or precision of six digits or more, or one taken from the arguments (`*`, `{:{w}}`).
-_WIDE_FORMAT = re.compile(r"%[^a-zA-Z%]*(\d{6}|\*)|\{[^{}]*:[^{}]*(\d{6}|\{)")
-
-
-def _check_format(text: str) -> None:
-    if _WIDE_FORMAT.search(text):
-        raise TemplateError("Format width too large.")
-
-
-def _check_counts(name: str, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> None:
-    for value in (*args, *kwargs.values()):
-        if isinstance(value, int) and not isinstance(value, bool) and value > _MAX_SEQUENCE:
-            raise TemplateError(f"{name}: {value} is too large.")
-
-
-def _check_replacement(text: Any, old: Any, new: Any) -> None:
-    if isinstance(text, str) and isinstance(old, str) and isinstance(new, str):
-        count = len(text) + 1 if old == "" else text.count(old)
-        if count * len(new) > MAX_OUTPUT:
-            raise TemplateError("Replacement too long.")
-
-
-def _bounded_filter(name: str, function: Callable[..., Any]) -> Callable[..., Any]:
-    """`function` refusing the arguments that would build a huge value: a count or width
-    past `_MAX_SEQUENCE` (`center`, `indent`, `truncate`…), a wide format, a replacement
-    that multiplies the text."""
-    # Filters that take the context or environment first have the value second.
-    first = 1 if getattr(function, "jinja_pass_arg", None) is not None else 0
-
-    @functools.wraps(function)
-    def bounded(*args: Any, **kwargs: Any) -> Any:
-        value, extra = (args[first], args[first + 1 :]) if len(args) > first else (None, ())
-        if name == "format":
-            if isinstance(value, str):
-                _check_format(value)
-        else:
-            _check_counts(name, extra, kwargs)
-        if name == "replace" and len(extra) >= 2:
-            _check_replacement(value, extra[0], extra[1])
-        return function(*args, **kwargs)
-
-    return bounded
-
-
-RENDER_SECONDS = 0.5
-
-
-class _Deadline:
-    """Stops a partner's template that renders for longer than `seconds`: Python's tracing,
-    for this thread and only while the template runs, checks the clock every hundred lines
-    (a loop in a template is a loop in Python; nothing else would stop one whose body writes
-    nothing). The tracer that was set before (a coverage tool's, a debugger's) comes back."""
-
-    def __init__(self, seconds: float) -> None:
-        self._deadline = time.monotonic() + seconds
-        self._lines = 0
-        self._previous: Any = None
-
-    def __enter__(self) -> None:
-        self._previous = sys.gettrace()
-        sys.settrace(self._trace)
-
-    def __exit__(self, *exc: object) -> None:
-        sys.settrace(self._previous)
-
-    def _trace(self, frame: Any, event: str, arg: Any) -> Any:
-        if event == "line":
-            self._lines += 1
-            if self._lines % 100 == 0 and time.monotonic() > self._deadline:
-                raise TemplateError("The template takes too long to render.")
-        return self._trace
-
-
-def _render(template: Template, context: Mapping[str, Any]) -> str:
-    """A partner's template rendered within `RENDER_SECONDS` and `MAX_OUTPUT` characters."""
-    parts: list[str] = []
-    size = 0
-    with _Deadline(RENDER_SECONDS):
-        for part in template.generate(context):
-            size += len(part)
-            if size > MAX_OUTPUT:
-                raise TemplateError("The rendered message is too long.")
-            parts.append(part)
-    return "".join(parts)
 
 
 # No database stores these, and a message with them could not be sent.
@@ -234,9 +97,10 @@ _OPTIONS: dict[str, Any] = {
 }
 
 
-def _sandboxed(autoescape: bool) -> _Sandbox:
-    """Partners' templates: sandboxed, compiled from their source (`_compiled`)."""
-    return _Sandbox(autoescape=autoescape, **_OPTIONS)
+def _sandboxed(autoescape: bool) -> PartnerSandbox:
+    """Partners' templates: sandboxed (`coverline.messaging.sandbox`), compiled from their
+    source (`_compiled`)."""
+    return PartnerSandbox(autoescape=autoescape, **_OPTIONS)
 
 
 class _Shipped(Environment):
@@ -363,7 +227,7 @@ def render_source(source: Source, channel: str, context: Mapping[str, Any]) -> R
 
     def run(part: str, text: str, html: bool) -> str:
         try:
-            output = _render(_compiled(text, html), context)
+            output = sandbox.render(_compiled(text, html), context)
         except TemplateError as exc:
             raise TemplateProblem(part, _describe(exc)) from None
         except RecursionError:
@@ -429,17 +293,20 @@ def check_source(source: Source, channel: str, sample: Mapping[str, Any]) -> dic
         environment = _partner_html if part == "html" else _partner_text
         try:
             tree = environment.parse(text)
+            # Both walk the tree by recursion too (a sum of 5,000 terms is 5,000 levels).
+            undeclared = meta.find_undeclared_variables(tree)
+            references = any(True for _ in meta.find_referenced_templates(tree))
         except TemplateSyntaxError as exc:
             problems[part] = [_describe(exc)]
             continue
         except RecursionError:
             problems[part] = ["The template is nested too deeply."]
             continue
-        unknown = sorted(meta.find_undeclared_variables(tree) - VARIABLES.keys())
+        unknown = sorted(undeclared - VARIABLES.keys())
         if unknown:
             problems[part] = [f"Unknown variables: {', '.join(unknown)}."]
             continue
-        if any(True for _ in meta.find_referenced_templates(tree)):
+        if references:
             problems[part] = ["Templates cannot include, import or extend other templates."]
     if problems:
         return problems

@@ -139,6 +139,22 @@ async def test_an_unknown_variable_is_refused_and_nothing_is_saved(
             },
             {"text": ["The template takes too long to render."]},
         ),
+        (
+            {"subject": "Hi", "text": "{{ range(100000)|join('x' * 5000) }}"},
+            {"text": ["The template builds a value too large."]},
+        ),
+        (
+            {"subject": "Hi", "text": "{{ [[0] * 100000] * 100000 }}"},
+            {"text": ["The template builds a value too large."]},
+        ),
+        (
+            {"subject": "Hi", "text": "{{ (10 ** 100) ** 100 * (10 ** 100) ** 100 }}"},
+            {"text": ["Number too large."]},
+        ),
+        (
+            {"subject": "Hi", "text": "{{ 'abc'.translate({}) }}"},
+            {"text": ["translate is not available in templates."]},
+        ),
         ({"subject": "Hi", "text": "{{ lipsum(5) }}"}, {"text": ["Unknown variables: lipsum."]}),
         ({"text": "No subject"}, {"subject": ["This field is required."]}),
         ({"subject": "  ", "text": "x"}, {"subject": ["This field may not be blank."]}),
