@@ -4,10 +4,18 @@ from __future__ import annotations
 
 from functools import cache
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+# Numbers a deployment sets: every one has a range, so a negative TTL, a zero poll interval or
+# `inf` is refused when read (with the variable's name), not met later as a worker that spins,
+# an idempotency key that never stores or a timedelta that overflows.
+Seconds = Annotated[float, Field(gt=0, le=86_400, allow_inf_nan=False)]
+CacheSeconds = Annotated[float, Field(ge=0, le=86_400, allow_inf_nan=False)]
+Hours = Annotated[float, Field(gt=0, le=24 * 366 * 10, allow_inf_nan=False)]
+Count = Annotated[int, Field(ge=1, le=1_000_000)]
 
 
 class Settings(BaseSettings):
@@ -20,34 +28,36 @@ class Settings(BaseSettings):
     master_key: str | None = None
 
     public_url: str = "http://127.0.0.1:8000"
-    signature_max_skew_seconds: int = 300
+    signature_max_skew_seconds: Annotated[int, Field(ge=1, le=86_400)] = 300
     rate_limit: str = "100/second"
-    idempotency_ttl_hours: int = 48
-    idempotency_lock_seconds: int = 60
-    max_body_bytes: int = 1_000_000
-    credential_cache_seconds: float = 5.0
+    idempotency_ttl_hours: Annotated[int, Field(ge=1, le=24 * 366)] = 48
+    idempotency_lock_seconds: Annotated[int, Field(ge=1, le=86_400)] = 60
+    max_body_bytes: Annotated[int, Field(ge=1_024, le=1_000_000_000)] = 1_000_000
+    credential_cache_seconds: CacheSeconds = 5.0
 
     run_worker: bool = True
     webhooks_allow_private_networks: bool = False
-    webhook_timeout_seconds: float = 15.0
-    webhook_lease_seconds: float = 90.0
-    webhook_max_in_flight: int = 256
-    webhook_per_endpoint_concurrency: int = 16
-    webhook_poll_seconds: float = 0.1
-    webhook_idle_poll_seconds: float = 0.5
+    webhook_timeout_seconds: Seconds = 15.0
+    webhook_lease_seconds: Seconds = 90.0
+    webhook_max_in_flight: Count = 256
+    webhook_per_endpoint_concurrency: Count = 16
+    webhook_poll_seconds: Seconds = 0.1
+    webhook_idle_poll_seconds: Seconds = 0.5
     # Most deliveries one worker leases for one endpoint at a time.
-    webhook_batch_size: int = 256
-    webhook_attempt_retention_days: int = 30
-    webhook_disable_after_hours: float = 24.0
-    webhook_disable_after_failures: int = 10
+    webhook_batch_size: Count = 256
+    webhook_attempt_retention_days: Annotated[int, Field(ge=1, le=3_660)] = 30
+    webhook_disable_after_hours: Hours = 24.0
+    webhook_disable_after_failures: Count = 10
 
     # Customer messaging (docs/messaging.md): SMTP for e-mail, one SMS provider.
     smtp_host: str | None = None
-    smtp_port: int | None = None  # 587 for starttls, 465 for tls, 25 for none
+    smtp_port: Annotated[int, Field(ge=1, le=65535)] | None = (
+        None  # 587 for starttls, 465 for tls, 25 for none
+    )
     smtp_username: str | None = None
     smtp_password: str | None = None
     smtp_tls: Literal["none", "starttls", "tls"] = "starttls"
-    smtp_timeout_seconds: float = 30.0
+    smtp_timeout_seconds: Seconds = 30.0
     email_from: str | None = None
     sms_provider: Literal["twilio", "africastalking"] | None = None
     twilio_account_sid: str | None = None
@@ -59,16 +69,16 @@ class Settings(BaseSettings):
     africastalking_api_key: str | None = None
     africastalking_from: str | None = None
     africastalking_base_url: str = "https://api.africastalking.com"
-    message_max_attempts: int = 5
-    message_retry_base_seconds: float = 30.0
-    message_lease_seconds: float = 90.0
-    message_poll_seconds: float = 0.2
-    message_max_in_flight: int = 16
-    message_expiry_hours: float = 24.0
+    message_max_attempts: Count = 5
+    message_retry_base_seconds: Seconds = 30.0
+    message_lease_seconds: Seconds = 90.0
+    message_poll_seconds: Seconds = 0.2
+    message_max_in_flight: Count = 16
+    message_expiry_hours: Hours = 24.0
 
     # Mark dashboard cookies Secure even when a proxy terminates TLS and forwards plain HTTP.
     dashboard_secure_cookies: bool = False
-    dashboard_session_hours: float = 12.0
+    dashboard_session_hours: Hours = 12.0
 
     log_level: Literal["critical", "error", "warning", "info", "debug", "trace"] = "info"
     # auto: text on a terminal (the README's first command), JSON otherwise (a service).
@@ -77,7 +87,7 @@ class Settings(BaseSettings):
     # Prometheus metrics (docs/operations.md): GET /metrics on the API; a port of its own for
     # `coverline worker`.
     metrics_enabled: bool = True
-    metrics_backlog_cache_seconds: float = 5.0
+    metrics_backlog_cache_seconds: CacheSeconds = 5.0
     worker_metrics_port: int | None = Field(default=None, ge=1, le=65535)
     worker_metrics_host: str = "127.0.0.1"
 

@@ -359,6 +359,22 @@ def test_a_wrong_setting_or_database_is_one_clear_line(
         ({"COVERLINE_LOG_LEVEL": "verbose"}, "COVERLINE_LOG_LEVEL: Input should be"),
         ({"COVERLINE_REDIS_URL": "http://127.0.0.1:1"}, "COVERLINE_REDIS_URL: use redis://"),
         (
+            {"COVERLINE_IDEMPOTENCY_TTL_HOURS": "-1"},
+            "COVERLINE_IDEMPOTENCY_TTL_HOURS: Input should be greater than or equal to 1",
+        ),
+        (
+            {"COVERLINE_WEBHOOK_POLL_SECONDS": "0"},
+            "COVERLINE_WEBHOOK_POLL_SECONDS: Input should be greater than 0",
+        ),
+        (
+            {"COVERLINE_MESSAGE_EXPIRY_HOURS": "inf"},
+            "COVERLINE_MESSAGE_EXPIRY_HOURS: Input should be a finite number",
+        ),
+        (
+            {"COVERLINE_WEBHOOK_ATTEMPT_RETENTION_DAYS": "-30"},
+            "COVERLINE_WEBHOOK_ATTEMPT_RETENTION_DAYS: Input should be greater than or equal to 1",
+        ),
+        (
             {"COVERLINE_DATABASE_URL": "postgresql://postgres@127.0.0.1:1/x"},
             "Cannot use the database at postgresql://postgres@127.0.0.1:1/x:",
         ),
