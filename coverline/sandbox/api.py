@@ -3,7 +3,7 @@ get 404: live time is real time."""
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from fastapi import Depends
@@ -17,7 +17,13 @@ from coverline.kit.errors import NotFound, ValidationFailed
 from coverline.kit.http import PartnerRouter, ResponseBody
 from coverline.partners.deps import PartnerCall, partner_call
 from coverline.renewals.service import run_due
-from coverline.sandbox.service import ahead, current_offset, refused_move, set_offset
+from coverline.sandbox.service import (
+    TOO_FAR,
+    ahead,
+    current_offset,
+    refused_move,
+    set_offset,
+)
 
 router = PartnerRouter(tags=["sandbox"])
 MAX_TRANSITIONS = 100_000
@@ -49,6 +55,18 @@ class ClockMovedOut(ClockOut):
 def _sandbox_only(call: PartnerCall) -> None:
     if call.principal.mode != "sandbox":
         raise NotFound("Not found.")
+
+
+def _unusable(text: str) -> str:
+    """Why `to` cannot be used when it does not parse as a date-time in range."""
+    try:
+        moment: datetime | None = datetime.fromisoformat(text.strip().replace("z", "Z"))
+    except ValueError:
+        moment = None
+    if moment is None or moment.tzinfo is None:
+        return f"'{text}' is not an RFC 3339 date-time."
+    # Well-formed, at an end of the calendar (year 1 or 9999): a move too far or backwards.
+    return TOO_FAR if moment.year > 1 else "The clock only moves forward."
 
 
 def _clock_json(call: PartnerCall, offset: timedelta) -> dict[str, Any]:
@@ -92,9 +110,7 @@ async def move_clock(data: ClockMove, call: PartnerCall = Depends(partner_call))
             try:
                 target = parse_rfc3339(data.to)
             except ValueError:
-                raise ValidationFailed(
-                    errors={"to": [f"'{data.to}' is not an RFC 3339 date-time."]}
-                ) from None
+                raise ValidationFailed(errors={"to": [_unusable(data.to)]}) from None
         refused = refused_move(target, current, real_now)
         if refused is not None:
             raise ValidationFailed(errors={"advance" if data.advance else "to": [refused]})

@@ -47,6 +47,7 @@ class Clocks:
 # How far ahead of real time a test clock may go: a century of renewals is plenty, and every
 # date counted from the clock (grace periods, reports, the schedulers' scans) stays a date.
 HORIZON = timedelta(days=36525)
+TOO_FAR = "The test clock moves at most 100 years ahead of real time."
 
 
 def ahead(moment: datetime, duration: timedelta | relativedelta) -> datetime:
@@ -62,7 +63,7 @@ def refused_move(target: datetime, current: datetime, real_now: datetime) -> str
     if target <= current:
         return "The clock only moves forward."
     if target - real_now > HORIZON:
-        return "The test clock moves at most 100 years ahead of real time."
+        return TOO_FAR
     return None
 
 

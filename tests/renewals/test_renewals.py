@@ -222,14 +222,22 @@ async def test_sandbox_clock_rules(partner: PartnerFixture, other_partner: Partn
     horizon = "The test clock moves at most 100 years ahead of real time."
     for field, value in (
         ("to", "9999-12-01T00:00:00Z"),
+        # At the very end of the calendar, in any offset.
+        ("to", "9999-12-31T00:00:00Z"),
+        ("to", "9999-12-31T23:59:59-14:00"),
         ("to", "2200-01-01T00:00:00Z"),
         ("advance", "P101Y"),
         ("advance", "P1000000Y"),
     ):
         far = await partner.sandbox.call("POST", "sandbox/clock", {field: value})
         assert (far.status_code, far.json()["errors"]) == (422, {field: [horizon]}), value
-    edge = await partner.sandbox.call("POST", "sandbox/clock", {"to": "9999-12-31T23:59:59-14:00"})
-    assert (edge.status_code, list(edge.json()["errors"])) == (422, ["to"])
+    for value, problem in (
+        ("0001-01-01T00:00:00+14:00", "The clock only moves forward."),
+        ("9999-12-31T00:00:00", "'9999-12-31T00:00:00' is not an RFC 3339 date-time."),
+        ("9999-13-01T00:00:00Z", "'9999-13-01T00:00:00Z' is not an RFC 3339 date-time."),
+    ):
+        edge = await partner.sandbox.call("POST", "sandbox/clock", {"to": value})
+        assert (edge.status_code, edge.json()["errors"]) == (422, {"to": [problem]}), value
     assert (await partner.sandbox.call("GET", "sandbox/clock")).json()["offset_seconds"] == 172800
     both = await partner.sandbox.call(
         "POST", "sandbox/clock", {"advance": "P1D", "to": "2040-01-01T00:00:00Z"}
