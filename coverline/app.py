@@ -27,7 +27,13 @@ from coverline.dashboard.web import BASE as DASHBOARD
 from coverline.dashboard.web import SECURITY_HEADERS, error_page
 from coverline.db.engine import database_unreachable
 from coverline.documents.api import router as documents_router
-from coverline.kit.errors import BadRequest, CoverlineError, PayloadTooLarge, ServiceUnavailable
+from coverline.kit.errors import (
+    BadRequest,
+    CoverlineError,
+    NotFound,
+    PayloadTooLarge,
+    ServiceUnavailable,
+)
 from coverline.kit.heap import freeze_startup
 from coverline.kit.http import (
     AUTHENTICATED_ERRORS,
@@ -112,6 +118,11 @@ class RequestGuard:
         query = scope.get("query_string", b"")
         if "\x00" in scope["path"] or b"%00" in query or b"\x00" in query:
             refusal = BadRequest(UNSTORABLE_TEXT)
+        elif b"%2f" in scope.get("raw_path", b"").partition(b"?")[0].lower():
+            # An encoded slash is part of a segment, not a separator: no resource has one in
+            # its name, and routing it as `/` would let `bookings/X%2Fcancel` reach another.
+            # (Some servers keep the query in `raw_path`: it may hold encoded slashes.)
+            refusal = NotFound()
         if refusal is not None:
             response: Response
             if scope["path"] == DASHBOARD or scope["path"].startswith(DASHBOARD + "/"):
@@ -174,9 +185,14 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
         kinds = {404: "not_found", 405: "method_not_allowed"}
+        # A path no route serves reads like a resource that does not exist.
+        messages = {
+            "Not Found": NotFound.default_message,
+            "Method Not Allowed": "Method not allowed.",
+        }
         body = {
             "type": kinds.get(exc.status_code, "invalid_request_error"),
-            "message": str(exc.detail),
+            "message": messages.get(str(exc.detail), str(exc.detail)),
             "errors": {},
         }
         return JSONResponse(body, status_code=exc.status_code, headers=exc.headers)

@@ -103,4 +103,4 @@ async def without_metrics(
 async def test_metrics_can_be_turned_off(without_metrics: httpx.AsyncClient) -> None:
     response = await without_metrics.get("/metrics")
     assert response.status_code == 404
-    assert response.json() == {"type": "not_found", "message": "Not Found", "errors": {}}
+    assert response.json() == {"type": "not_found", "message": "Not found.", "errors": {}}

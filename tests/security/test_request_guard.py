@@ -246,17 +246,42 @@ async def test_unstorable_text_in_a_dashboard_form_is_400(
 
 
 async def test_the_api_never_redirects_and_the_dashboard_path_does(
-    partner: PartnerFixture, http: httpx.AsyncClient
+    services: Services, partner: PartnerFixture, http: httpx.AsyncClient
 ) -> None:
     """A path that matches no route, also one that only differs by slashes (an encoded `/`
     as an id), is a 404 with the error body; only the dashboard's bare path redirects."""
-    for relative in ("webhooks/%2F/", "webhooks//", "bookings/%2F"):
-        response = await partner.sandbox.call("GET", relative)
+    booking = (
+        await partner.sandbox.call("POST", "instant_booking/", instant_booking_request())
+    ).json()
+    before = await partner_state(services, partner.id)
+    for method, relative in (
+        ("GET", "webhooks/%2F/"),
+        ("GET", "webhooks//"),
+        ("GET", "bookings/%2F"),
+        ("GET", "webhooks%2F"),
+        ("GET", "webhooks%2f"),
+        ("POST", f"bookings/{booking['id']}%2Fcancel"),
+        ("PATCH", f"bookings%2F{booking['id']}/"),
+    ):
+        response = await partner.sandbox.call(method, relative, {} if method != "GET" else None)
         assert response.status_code == 404, relative
-        assert response.json()["type"] == "not_found"
+        assert response.json() == {"type": "not_found", "message": "Not found.", "errors": {}}, (
+            relative
+        )
         assert "location" not in response.headers
+    assert await partner_state(services, partner.id) == before
+    wrong = await partner.sandbox.call("DELETE", "bookings/")
+    assert (wrong.status_code, wrong.json()) == (
+        405,
+        {"type": "method_not_allowed", "message": "Method not allowed.", "errors": {}},
+    )
+    # An encoded slash in the query string is a value like any other.
+    listed = await partner.sandbox.call("GET", "messages/?booking=a%2Fb")
+    assert listed.status_code == 200, listed.text
     home = await http.get("/dashboard")
     assert (home.status_code, home.headers["location"]) == (307, "/dashboard/")
+    back = await http.get("/dashboard/sign-in?next=%2Fdashboard%2F")
+    assert back.status_code == 200
 
 
 async def test_a_second_content_type_does_not_pass_unchecked(partner: PartnerFixture) -> None:
