@@ -51,9 +51,8 @@ class Settings(BaseSettings):
 
     # Customer messaging (docs/messaging.md): SMTP for e-mail, one SMS provider.
     smtp_host: str | None = None
-    smtp_port: Annotated[int, Field(ge=1, le=65535)] | None = (
-        None  # 587 for starttls, 465 for tls, 25 for none
-    )
+    # 587 for starttls, 465 for tls, 25 for none.
+    smtp_port: Annotated[int, Field(ge=1, le=65535)] | None = None
     smtp_username: str | None = None
     smtp_password: str | None = None
     smtp_tls: Literal["none", "starttls", "tls"] = "starttls"

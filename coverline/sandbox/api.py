@@ -3,7 +3,7 @@ get 404: live time is real time."""
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 from fastapi import Depends
@@ -18,9 +18,9 @@ from coverline.kit.http import PartnerRouter, ResponseBody
 from coverline.partners.deps import PartnerCall, partner_call
 from coverline.renewals.service import run_due
 from coverline.sandbox.service import (
-    TOO_FAR,
     ahead,
     current_offset,
+    out_of_calendar,
     refused_move,
     set_offset,
 )
@@ -55,18 +55,6 @@ class ClockMovedOut(ClockOut):
 def _sandbox_only(call: PartnerCall) -> None:
     if call.principal.mode != "sandbox":
         raise NotFound("Not found.")
-
-
-def _unusable(text: str) -> str:
-    """Why `to` cannot be used when it does not parse as a date-time in range."""
-    try:
-        moment: datetime | None = datetime.fromisoformat(text.strip().replace("z", "Z"))
-    except ValueError:
-        moment = None
-    if moment is None or moment.tzinfo is None:
-        return f"'{text}' is not an RFC 3339 date-time."
-    # Well-formed, at an end of the calendar (year 1 or 9999): a move too far or backwards.
-    return TOO_FAR if moment.year > 1 else "The clock only moves forward."
 
 
 def _clock_json(call: PartnerCall, offset: timedelta) -> dict[str, Any]:
@@ -110,7 +98,8 @@ async def move_clock(data: ClockMove, call: PartnerCall = Depends(partner_call))
             try:
                 target = parse_rfc3339(data.to)
             except ValueError:
-                raise ValidationFailed(errors={"to": [_unusable(data.to)]}) from None
+                problem = out_of_calendar(data.to) or f"'{data.to}' is not an RFC 3339 date-time."
+                raise ValidationFailed(errors={"to": [problem]}) from None
         refused = refused_move(target, current, real_now)
         if refused is not None:
             raise ValidationFailed(errors={"advance" if data.advance else "to": [refused]})

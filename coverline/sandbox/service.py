@@ -67,6 +67,19 @@ def refused_move(target: datetime, current: datetime, real_now: datetime) -> str
     return None
 
 
+def out_of_calendar(text: str) -> str | None:
+    """Why a target that did not parse cannot be used, when it is a well-formed date-time at
+    an end of the calendar (year 1 or 9999, which no date counted from it survives); None
+    when it is not a date-time at all."""
+    try:
+        moment = datetime.fromisoformat(text.strip().replace("z", "Z"))
+    except ValueError:
+        return None
+    if moment.tzinfo is None:
+        return None
+    return TOO_FAR if moment.year > 1 else "The clock only moves forward."
+
+
 async def current_offset(session: AsyncSession, partner_id: int) -> timedelta:
     row = await session.get(SandboxClock, partner_id)
     return _offset(row) if row is not None else timedelta(0)

@@ -12,7 +12,13 @@ from coverline.dashboard.web import PartnerPage, not_found, page, partner_page, 
 from coverline.events.models import Event
 from coverline.kit.dates import parse_rfc3339
 from coverline.renewals.service import run_due
-from coverline.sandbox.service import ahead, current_offset, refused_move, set_offset
+from coverline.sandbox.service import (
+    ahead,
+    current_offset,
+    out_of_calendar,
+    refused_move,
+    set_offset,
+)
 from coverline.webhooks.models import WebhookDelivery
 
 router = APIRouter()
@@ -94,7 +100,8 @@ async def move_clock(request: Request, p: PartnerPage = Depends(partner_page)) -
             message = (
                 "Give an ISO 8601 duration such as P1D, P30D or PT12H."
                 if advance
-                else "Give a date and time such as 2030-01-31T09:00."
+                else out_of_calendar(to if len(to) != 16 else to + ":00Z")
+                or "Give a date and time such as 2030-01-31T09:00."
             )
             return await _clock_page(request, p, {field: [message]})
         refused = refused_move(target, current, real_now)
