@@ -72,6 +72,10 @@ def services_of(request: Request) -> Services:
     return getter()
 
 
+# No dashboard form has more than a few dozen (the messaging editor's the most).
+MAX_FORM_FIELDS = 1000
+
+
 class Form:
     """An `application/x-www-form-urlencoded` body."""
 
@@ -88,7 +92,13 @@ class Form:
             text = body.decode("utf-8")
         except UnicodeDecodeError:
             return cls({})
-        return cls(parse_qs(text, keep_blank_values=True, max_num_fields=1000))
+        try:
+            fields = parse_qs(text, keep_blank_values=True, max_num_fields=MAX_FORM_FIELDS)
+        except ValueError:  # "Max number of fields exceeded"
+            raise HTTPException(
+                400, f"A form has at most {MAX_FORM_FIELDS} fields; this one has more."
+            ) from None
+        return cls(fields)
 
     def get(self, name: str, default: str = "") -> str:
         values = self._fields.get(name)

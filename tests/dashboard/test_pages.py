@@ -343,6 +343,11 @@ async def test_the_sandbox_clock_moves_and_shows_what_it_produced(
     page = await signed_in.browser.get(target)
     for event in ("RENEWAL_NOTIFICATION", "RENEWAL_DUE"):
         assert event in page.text
+    # An `after` no event id can be (past 64 bits, or negative) shows the latest events.
+    for after in ("9223372036854775808", "-9223372036854775809", "99999999999999999999"):
+        odd = await signed_in.browser.get(f"{url}?after={after}")
+        assert odd.status_code == 200, after
+        assert "RENEWAL_DUE" in odd.text
     assert booking["id"] in page.text and "Events produced by the last move" in page.text
     clock = await signed_in.partner.sandbox.call("GET", "sandbox/clock")
     assert clock.json()["offset_seconds"] >= 40 * 86400 - 5

@@ -141,6 +141,24 @@ async def test_sign_in_without_its_csrf_token_is_refused(
     assert "coverline_session" not in browser.client.cookies
 
 
+async def test_a_form_of_too_many_fields_is_400_and_changes_nothing(
+    signed_in: SignedIn, services: Services
+) -> None:
+    """Past 1,000 fields a form is refused as such (it used to be a 500), signed in or not."""
+    browser = signed_in.browser
+    many = {f"f{i}": "1" for i in range(1000)}
+    before = await snapshot(services, signed_in.partner.id)
+    for path in ("/dashboard/sign-in", "/dashboard/account/password", signed_in.url("sandbox")):
+        response = await browser.post(path, {**many, "advance": "P1D"})
+        assert response.status_code == 400, path
+        assert response.headers["content-type"].startswith("text/html")
+        assert "A form has at most 1000 fields; this one has more." in response.text
+    assert await snapshot(services, signed_in.partner.id) == before
+    # A thousand is still a form: this one is refused for its missing password, not its size.
+    exactly = await browser.post("/dashboard/account/password", dict(list(many.items())[:999]))
+    assert exactly.status_code == 422, exactly.text
+
+
 async def test_sign_out_ends_the_session_on_the_server(signed_in: SignedIn) -> None:
     browser = signed_in.browser
     token = browser.client.cookies["coverline_session"]

@@ -37,8 +37,11 @@ async def _clock_page(
     request: Request, p: PartnerPage, errors: dict[str, list[str]] | None = None
 ) -> Response:
     try:
-        after = int(request.query_params.get("after", ""))
+        after: int | None = int(request.query_params.get("after", ""))
     except ValueError:
+        after = None
+    if after is not None and not 0 <= after < 2**63:
+        # Event ids are 64-bit: no database compares with a number past them.
         after = None
     async with p.services.database.reading() as session:
         offset = await current_offset(session, p.partner.id)
