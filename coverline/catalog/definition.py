@@ -27,6 +27,7 @@ import pycountry
 import yaml
 from dateutil.relativedelta import relativedelta
 from jsonschema import Draft202012Validator, FormatChecker, SchemaError
+from jsonschema import ValidationError as JsonSchemaError
 from jsonschema.protocols import Validator
 from jsonschema.validators import extend
 from pydantic import (
@@ -43,6 +44,7 @@ from referencing import Registry
 from referencing.exceptions import Unresolvable
 from referencing.jsonschema import DRAFT202012
 
+from coverline.catalog import patterns
 from coverline.kit import dates
 from coverline.kit.money import is_currency
 
@@ -527,9 +529,17 @@ FORMAT_CHECKER.checks("date")(_check_date)
 FORMAT_CHECKER.checks("country")(_check_country_format)
 FORMAT_CHECKER.checks("currency")(_check_currency_format)
 
-# Draft 2020-12 with numbers that are finite and never booleans.
+
+def _pattern(validator: Any, pattern: str, instance: Any, schema: Any) -> Iterator[Any]:
+    if validator.is_type(instance, "string") and not patterns.search(pattern, instance):
+        yield JsonSchemaError(f"{instance!r} does not match {pattern!r}")
+
+
+# Draft 2020-12 with numbers that are finite and never booleans, and patterns matched by RE2
+# (`coverline.catalog.patterns`: a partner's text never makes a match backtrack).
 FieldsValidator = extend(  # type: ignore[no-untyped-call]
     Draft202012Validator,
+    validators={"pattern": _pattern},
     type_checker=Draft202012Validator.TYPE_CHECKER.redefine_many(
         {"number": _is_number, "integer": _is_integer}
     ),
@@ -556,6 +566,7 @@ def _check_fields_schema(schema: dict[str, Any]) -> dict[str, Any]:
             f"fields_schema is not a valid JSON Schema: {error.message} at {where}"
         ) from None
     _check_references_within(schema)
+    _check_patterns(schema)
     if schema.get("type") != "object":
         raise ValueError('fields_schema must have "type": "object"')
     if schema.get("additionalProperties") is not False:
@@ -577,6 +588,30 @@ def _refs(node: Any) -> Iterator[Any]:
     elif isinstance(node, list):
         for item in node:
             yield from _refs(item)
+
+
+def _check_patterns(node: Any) -> None:
+    """Every `pattern` of the schema is one RE2 matches; there is no `patternProperties`
+    (JSON Schema validators match its keys with Python's `re` in several keywords: fields
+    are named under `properties`)."""
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key == "pattern" and isinstance(value, str):
+                problem = patterns.problem(value)
+                if problem is not None:
+                    raise ValueError(
+                        f"fields_schema has the pattern {value!r}, which is not one RE2 matches "
+                        f"({problem}): patterns are matched in linear time, with no "
+                        "backreferences or lookaround"
+                    )
+            elif key == "patternProperties" and isinstance(value, dict):
+                raise ValueError(
+                    "fields_schema must not use patternProperties: name each field under properties"
+                )
+            _check_patterns(value)
+    elif isinstance(node, list):
+        for item in node:
+            _check_patterns(item)
 
 
 _FIELDS_URI = "urn:coverline:fields-schema"

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import math
-import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -180,9 +179,8 @@ def _requirement(error: ValidationError) -> str:
 
 
 def _allowed(schema: Mapping[str, Any], key: str) -> bool:
-    if key in schema.get("properties", {}):
-        return True
-    return any(re.search(pattern, key) for pattern in schema.get("patternProperties", {}))
+    # Fields are named under properties (a catalogue has no patternProperties).
+    return key in schema.get("properties", {})
 
 
 def _describe(error: ValidationError) -> Iterator[tuple[str, str, bool]]:

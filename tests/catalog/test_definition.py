@@ -450,3 +450,57 @@ def test_aliases_and_duplicate_json_keys_are_refused(tmp_path: Path) -> None:
     twice.write_text('{"products": [], "products": []}', encoding="utf-8")
     with pytest.raises(CatalogError, match="duplicate key 'products'"):
         load_catalog_file(twice)
+
+
+@pytest.mark.parametrize(
+    ("pattern", "reason"),
+    [
+        (r"^(a)\1$", "invalid escape sequence: \\1"),
+        ("^(?=a)b", "invalid perl operator: (?="),
+        ("^(?<!a)b", "invalid perl operator: (?<!"),
+        ("((a{100}){100}){100}", "invalid repetition size: {100}"),
+    ],
+)
+def test_a_pattern_that_needs_backtracking_is_refused(pattern: str, reason: str) -> None:
+    product = minimal_product()
+    product["fields_schema"]["properties"]["bike_make"]["pattern"] = pattern
+
+    message = catalog_error(document(product))
+
+    assert (
+        f"fields_schema has the pattern {pattern!r}, which is not one RE2 matches ({reason}): "
+        "patterns are matched in linear time, with no backreferences or lookaround"
+    ) in message
+
+
+def test_pattern_properties_are_refused() -> None:
+    product = minimal_product()
+    product["fields_schema"]["properties"]["extras"] = {
+        "type": "object",
+        "patternProperties": {"^x$": {"type": "string"}},
+    }
+
+    message = catalog_error(document(product))
+
+    assert "fields_schema must not use patternProperties: name each field under properties" in (
+        message
+    )
+
+
+def test_patterns_match_in_time_linear_in_the_text() -> None:
+    """`^(a+)+$` backtracks exponentially in Python's `re` (28 characters took 17 s, holding
+    the event loop); RE2 answers for 100,000 at once, in a field and in a property name."""
+    product = minimal_product()
+    properties = product["fields_schema"]["properties"]
+    properties["bike_make"]["pattern"] = "^(a+)+$"
+    properties["extras"] = {"type": "object", "propertyNames": {"pattern": "^(x+)+$"}}
+    (definition,) = parse_catalog(document(product)).products
+    long = "a" * 100_000
+    assert validate_fields(definition, {"bike_value": 1, "bike_make": long}) == {}
+    assert validate_fields(definition, {"bike_value": 1, "bike_make": long + "!"}) == {
+        "bike_make": ["bike_make must match the pattern ^(a+)+$"]
+    }
+    fields = {"bike_value": 1, "bike_make": "a", "extras": {"x" * 100_000 + "!": 1}}
+    assert list(validate_fields(definition, fields)) == ["extras"]
+    fields["extras"] = {"x" * 100_000: 1}
+    assert validate_fields(definition, fields) == {}
