@@ -13,7 +13,7 @@ from sqlalchemy import Table, bindparam, not_, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from coverline.catalog.definition import ProductDefinition, parse_duration
-from coverline.catalog.rating import RatingError, rate
+from coverline.catalog.rating import LATEST_END, RatingError, rate
 from coverline.catalog.service import Catalog
 from coverline.events.service import EventType, record
 from coverline.kit import ids
@@ -65,6 +65,15 @@ def upcoming(renewals: Sequence[Renewal], quote_id: str) -> Renewal | None:
 def _period(definition: ProductDefinition) -> relativedelta:
     assert definition.renewal is not None
     return parse_duration(definition.renewal.period)
+
+
+def renews_past_the_calendar(definition: ProductDefinition, due: datetime) -> bool:
+    """Whether a period starting at `due` would end in year 9000 or later, where no cover
+    ends (`LATEST_END`): the cover is not renewed again and ends when it is due."""
+    try:
+        return due + _period(definition) >= LATEST_END
+    except (OverflowError, ValueError):  # past year 9999
+        return True
 
 
 def new_renewal(
@@ -172,6 +181,8 @@ async def schedule_first(
         if quote.status != "CONFIRMED" or definition.renewal is None:
             continue
         if any(r.quote_id == quote.id for r in package.renewals):
+            continue
+        if renews_past_the_calendar(definition, quote.end_at):
             continue
         renewal = new_renewal(package, quote, definition, 2, quote.end_at, now)
         package.renewals.append(renewal)
@@ -420,11 +431,12 @@ async def confirm(
     renewal.paid_on = scope.now
     renewal.stage, renewal.next_transition_at = None, None
     renewal.updated_at = scope.now
-    following = new_renewal(
-        package, quote, definition, renewal.sequence + 1, quote.end_at, scope.now
-    )
-    package.renewals.append(following)
-    session.add(following)
+    if not renews_past_the_calendar(definition, quote.end_at):
+        following = new_renewal(
+            package, quote, definition, renewal.sequence + 1, quote.end_at, scope.now
+        )
+        package.renewals.append(following)
+        session.add(following)
     package.updated_at = scope.now
     booking = await render(package)
     paid = renewal_json(renewal)

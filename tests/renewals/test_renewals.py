@@ -14,7 +14,7 @@ from coverline.renewals.scheduler import Scheduler
 from coverline.runtime import Services
 from coverline.webhooks.dispatcher import Dispatcher
 from tests.conftest import PartnerFixture, partner_state
-from tests.fixtures.gadget import gadget_booking
+from tests.fixtures.gadget import gadget_booking, gadget_item
 from tests.fixtures.payloads import instant_booking_request
 from tests.fixtures.receiver import Receiver
 from tests.fixtures.webhooks import add_endpoint
@@ -203,6 +203,25 @@ async def test_products_that_do_not_renew(partner: PartnerFixture) -> None:
         "PATCH", f"renewals/{booking['id']}/quote_for_renewal/", {}
     )
     assert response.status_code == 422
+
+
+async def test_no_cover_is_renewed_to_end_in_year_9000(partner: PartnerFixture) -> None:
+    """A monthly cover ending a month before year 9000 is renewed once more, and then no
+    longer (no cover ends in year 9000 or later: dates are counted from the end)."""
+    start = datetime(8999, 10, 15, tzinfo=UTC)
+    booking = await sell(partner, request=[gadget_item(start)])
+    quote = booking["quotes"][0]
+    assert quote["policy_end_date"] == "8999-11-15T00:00:00+00:00"
+    assert quote["next_renewal"] is not None
+    await renew(partner, booking["id"])
+    after = (await partner.sandbox.call("GET", f"bookings/{booking['id']}/")).json()["quotes"][0]
+    assert after["policy_end_date"] == "8999-12-15T00:00:00+00:00"
+    assert (after["total_renewed_times"], after["next_renewal"]) == (1, None)
+    again = await partner.sandbox.call("PATCH", f"renewals/{booking['id']}/quote_for_renewal/", {})
+    assert again.status_code == 422, again.text
+    # Sold a month later, it is never renewed at all.
+    late = await sell(partner, request=[gadget_item(datetime(8999, 11, 15, tzinfo=UTC))])
+    assert late["quotes"][0]["next_renewal"] is None
 
 
 async def test_sandbox_clock_rules(partner: PartnerFixture, other_partner: PartnerFixture) -> None:
