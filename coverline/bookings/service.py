@@ -101,9 +101,13 @@ async def book(
         raise Conflict(f"Quote package {package_id} is {package.status.lower()}.")
     quotes = {quote.id for quote in live_quotes(package)}
     errors = Errors()
+    seen: set[str] = set()
     for item in data.quotes:
         if item.id not in quotes:
             errors.add("quotes", f"Quote {item.id} is not in this package.")
+        elif item.id in seen:
+            errors.add("quotes", f"Quote {item.id} is listed twice.")
+        seen.add(item.id)
     errors.raise_if_any()
     plans = {item.id: item.instalment_plan for item in data.quotes if item.instalment_plan}
     await check_plans(catalog, package, plans)

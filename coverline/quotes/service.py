@@ -395,6 +395,9 @@ async def update_package(
         if item.quote_id not in quotes:
             errors.add("quote_id", f"Quote {item.quote_id} is not in this package.")
             continue
+        if item.quote_id in changes:
+            errors.add("quote_id", f"Quote {item.quote_id} is listed twice.")
+            continue
         changes[item.quote_id] = item
     errors.raise_if_any()
 
@@ -478,9 +481,13 @@ async def delete_quotes(
     _require_open(package)
     quotes = {quote.id: quote for quote in live_quotes(package)}
     errors = Errors()
+    seen: set[str] = set()
     for ref in data.quotes:
         if ref.id not in quotes:
             errors.add("quotes", f"Quote {ref.id} is not in this package.")
+        elif ref.id in seen:
+            errors.add("quotes", f"Quote {ref.id} is listed twice.")
+        seen.add(ref.id)
     errors.raise_if_any()
     for ref in data.quotes:
         quotes[ref.id].status = "DELETED"

@@ -332,3 +332,38 @@ async def test_update_with_foreign_quote_id_is_refused(
         "quote_id": [f"Quote {second['quotes']['0']['id']} is not in this package."]
     }
     assert await partner_state(services, partner.id) == before
+
+
+async def test_a_quote_listed_twice_is_refused_and_changes_nothing(
+    services: Services, partner: PartnerFixture
+) -> None:
+    """Updating, deleting or booking one quote twice in a request is a mistake the partner
+    hears of (the second would silently win or do nothing), as cancelling one twice is."""
+    package = await create(partner)
+    quote_id = package["quotes"]["0"]["id"]
+    twice = f"Quote {quote_id} is listed twice."
+    holder = {"first_name": "A", "last_name": "B", "email": "a@example.com"}
+    before = await partner_state(services, partner.id)
+    for method, path, body, errors in (
+        (
+            "PATCH",
+            f"quotes/{package['id']}/",
+            {"request": [{"quote_id": quote_id, **ticket_item()}] * 2},
+            {"quote_id": [twice]},
+        ),
+        (
+            "POST",
+            f"quotes/{package['id']}/delete/",
+            {"quotes": [{"id": quote_id}, {"id": quote_id}]},
+            {"quotes": [twice]},
+        ),
+        (
+            "POST",
+            f"bookings/{package['id']}/",
+            {"quotes": [{"id": quote_id}, {"id": quote_id}], "policyholder": holder},
+            {"quotes": [twice]},
+        ),
+    ):
+        response = await partner.sandbox.call(method, path, body)
+        assert (response.status_code, response.json()["errors"]) == (422, errors), path
+    assert await partner_state(services, partner.id) == before
