@@ -155,19 +155,25 @@ class TimelineItem:
 
 
 async def booking_events(
-    session: AsyncSession, partner_id: int, mode: str, booking_id: str
-) -> list[Event]:
-    rows = await session.scalars(
-        select(Event)
-        .where(Event.partner_id == partner_id, Event.mode == mode, Event.resource_id == booking_id)
-        .order_by(Event.id)
+    session: AsyncSession, partner_id: int, mode: str, booking_id: str, limit: int
+) -> tuple[list[Event], int]:
+    """The latest `limit` events of a booking, oldest first, and how many it has."""
+    of_booking = (
+        Event.partner_id == partner_id,
+        Event.mode == mode,
+        Event.resource_id == booking_id,
     )
-    return list(rows)
+    rows = await session.scalars(
+        select(Event).where(*of_booking).order_by(Event.id.desc()).limit(limit)
+    )
+    total = await session.scalar(select(func.count()).select_from(Event).where(*of_booking))
+    return list(reversed(list(rows))), total or 0
 
 
 async def booking_deliveries(
-    session: AsyncSession, partner_id: int, mode: str, event_ids: list[int]
+    session: AsyncSession, partner_id: int, mode: str, event_ids: list[int], limit: int
 ) -> list[tuple[WebhookDelivery, WebhookEndpoint]]:
+    """The latest `limit` webhook deliveries of these events, oldest first."""
     if not event_ids:
         return []
     rows = await session.execute(
@@ -178,9 +184,10 @@ async def booking_deliveries(
             WebhookDelivery.mode == mode,
             WebhookDelivery.event_id.in_(event_ids),
         )
-        .order_by(WebhookDelivery.id)
+        .order_by(WebhookDelivery.id.desc())
+        .limit(limit)
     )
-    return [(delivery, endpoint) for delivery, endpoint in rows.all()]
+    return [(delivery, endpoint) for delivery, endpoint in reversed(rows.all())]
 
 
 async def confirmed_cancellations(session: AsyncSession, package_id: str) -> list[Cancellation]:

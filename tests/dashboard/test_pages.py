@@ -13,6 +13,7 @@ from sqlalchemy import select
 from coverline.cli import DEMO_CATALOG
 from coverline.config import Settings
 from coverline.dashboard.models import DashboardUser
+from coverline.dashboard.views import bookings as bookings_view
 from coverline.partners.models import ApiCredential, Partner
 from coverline.runtime import Services
 from coverline.webhooks.dispatcher import Dispatcher
@@ -276,6 +277,37 @@ async def test_booking_page_shows_quotes_renewals_and_one_timeline(
     assert booking["quotes"][0]["next_renewal"]["id"] in text
     assert "Booking created" in text and "Webhook BOOKING_CREATED" in text
     assert text.index("Booking created") < text.index("Webhook BOOKING_CREATED")
+
+
+async def test_a_long_timeline_shows_its_latest_part(
+    signed_in: SignedIn, receiver: Receiver, dispatcher: Dispatcher, monkeypatch: Any
+) -> None:
+    """A booking renewed for years, with many endpoints, has thousands of events and
+    deliveries: its page shows the latest (here two of each) and says where the rest are."""
+    monkeypatch.setattr(bookings_view, "TIMELINE_EVENTS", 2)
+    monkeypatch.setattr(bookings_view, "TIMELINE_DELIVERIES", 2)
+    await add_endpoint(signed_in.partner.sandbox, receiver.url)
+    booking = await book(signed_in.partner, gadget_booking())
+    for phone in ("+2348031234568", "+2348031234569"):
+        changed = await signed_in.partner.sandbox.call(
+            "PATCH", f"bookings/{booking['id']}/", {"policyholder": {"phone": phone}}
+        )
+        assert changed.status_code == 200, changed.text
+    await receiver.wait_for(3)
+    page = await signed_in.browser.get(signed_in.url(f"bookings/{booking['id']}"))
+    assert page.status_code == 200
+    timeline = page.text[page.text.index("<h2>Timeline</h2>") :]
+    assert "The latest 2 of 3 events are shown" in timeline
+    assert "Booking created" not in timeline
+    assert timeline.count('class="kind-event"') == 2
+    assert timeline.count('class="kind-delivery"') == 2
+    assert signed_in.url("messaging/log") in timeline and signed_in.url("webhooks") in timeline
+    # Without the cut, all three and no note.
+    monkeypatch.setattr(bookings_view, "TIMELINE_EVENTS", 100)
+    monkeypatch.setattr(bookings_view, "TIMELINE_DELIVERIES", 500)
+    whole = await signed_in.browser.get(signed_in.url(f"bookings/{booking['id']}"))
+    assert whole.text.count('class="kind-event"') == 3
+    assert "events are shown" not in whole.text
 
 
 async def test_overview_charts_bookings_premium_and_webhook_health(

@@ -23,6 +23,11 @@ from coverline.webhooks.models import WebhookDelivery, WebhookEndpoint
 
 router = APIRouter()
 PER_PAGE = 20
+# A booking's page shows its latest events, deliveries and messages: one renewed for years,
+# with many endpoints, has thousands (the logs of webhooks and messages hold them all).
+TIMELINE_EVENTS = 100
+TIMELINE_DELIVERIES = 500
+TIMELINE_MESSAGES = 200
 
 
 def _date(text: str) -> date | None:
@@ -90,12 +95,20 @@ async def booking(booking_id: str, p: PartnerPage = Depends(partner_page)) -> Re
         quotes = booked_quotes(package)
         names = await repository.product_names(session, {q.product_version_id for q in quotes})
         cancellations = await repository.confirmed_cancellations(session, package.id)
-        events = await repository.booking_events(session, p.partner.id, p.mode, package.id)
-        deliveries = await repository.booking_deliveries(
-            session, p.partner.id, p.mode, [event.id for event in events]
+        events, events_total = await repository.booking_events(
+            session, p.partner.id, p.mode, package.id, TIMELINE_EVENTS
         )
-        _, messages = await messaging.list_messages(
-            session, p.partner.id, p.mode, booking=package.id, status=None, limit=200, offset=0
+        deliveries = await repository.booking_deliveries(
+            session, p.partner.id, p.mode, [event.id for event in events], TIMELINE_DELIVERIES
+        )
+        messages_total, messages = await messaging.list_messages(
+            session,
+            p.partner.id,
+            p.mode,
+            booking=package.id,
+            status=None,
+            limit=TIMELINE_MESSAGES,
+            offset=0,
         )
     refunds = {
         line["quote_id"]: line["refund_minor"]
@@ -117,6 +130,12 @@ async def booking(booking_id: str, p: PartnerPage = Depends(partner_page)) -> Re
         total_price=sum(q.price_minor for q in quotes if q.status != "CANCELLED"),
         total_refund=sum(refunds.values()),
         timeline=timeline,
+        timeline_cut=(
+            events_total > len(events)
+            or len(deliveries) == TIMELINE_DELIVERIES
+            or messages_total > len(messages)
+        ),
+        timeline_events=(len(events), events_total),
     )
 
 
