@@ -65,6 +65,39 @@ async def test_500_then_200_is_delivered_on_the_retry(
     assert detail["attempts_log"][0]["request_headers"]["webhook-id"] == detail["id"]
 
 
+async def test_a_nul_in_an_answer_is_logged_as_a_replacement_and_stops_nothing(
+    partner: PartnerFixture, receiver: Receiver, dispatcher: Dispatcher
+) -> None:
+    """PostgreSQL stores no U+0000: a receiver's answer with one is logged with U+FFFD in its
+    place (it used to fail the attempt log, and with it every delivery claimed after)."""
+    endpoint = await add_endpoint(partner.sandbox, receiver.url)
+    receiver.answer(Answer(status=500, body="abc\x00def"))
+    await instant(partner)
+    detail = await settle(partner, endpoint, "succeeded")
+    assert [(a["status_code"], a["response_excerpt"]) for a in detail["attempts_log"]] == [
+        (500, "abc\ufffddef"),
+        (200, "ok"),
+    ]
+    await instant(partner)
+    await receiver.wait_for(3)
+    assert (await delivery_of(partner, endpoint, 0))["status"] in {"delivering", "succeeded"}
+
+
+async def test_retry_after_in_other_digits_is_ignored_and_the_status_kept(
+    partner: PartnerFixture, receiver: Receiver, dispatcher: Dispatcher
+) -> None:
+    """ "²" is a digit to Python's str.isdigit but no number of seconds: the header is
+    ignored, as any other it cannot read, and the 429 is logged as such."""
+    endpoint = await add_endpoint(partner.sandbox, receiver.url)
+    receiver.answer(Answer(status=429, headers={"Retry-After": "²"}))
+    await instant(partner)
+    detail = await settle(partner, endpoint, "succeeded")
+    assert [(a["status_code"], a["error"]) for a in detail["attempts_log"]] == [
+        (429, None),
+        (200, None),
+    ]
+
+
 async def test_four_failures_end_as_failed_after_three_retries(
     partner: PartnerFixture, receiver: Receiver, dispatcher: Dispatcher
 ) -> None:

@@ -7,6 +7,7 @@ from email.utils import parsedate_to_datetime
 
 import aiohttp
 
+from coverline.kit.text import storable_or_none
 from coverline.webhooks import formats, signing
 from coverline.webhooks.dispatcher.queues import Claim, EndpointConfig
 from coverline.webhooks.network import ForbiddenAddress
@@ -22,7 +23,8 @@ def retry_after_seconds(value: str | None, now: float) -> float | None:
     if not value:
         return None
     text = value.strip()
-    if text.isdigit():
+    # ASCII digits only: "²" and "٣" are digits to str.isdigit, not to a client.
+    if text.isascii() and text.isdigit():
         return min(float(text), MAX_RETRY_AFTER)
     try:
         moment = parsedate_to_datetime(text)
@@ -31,11 +33,23 @@ def retry_after_seconds(value: str | None, now: float) -> float | None:
     return min(max(0.0, moment.timestamp() - now), MAX_RETRY_AFTER)
 
 
+Outcome = tuple[int | None, str | None, str | None, float | None]
+
+
 async def attempt(
     http: aiohttp.ClientSession, endpoint: EndpointConfig, claim: Claim, headers: dict[str, str]
-) -> tuple[int | None, str | None, str | None, float | None]:
+) -> Outcome:
     """One request: (status, response excerpt, error, Retry-After seconds). `headers` is
-    filled in as they are made, so that a failure still records what was sent."""
+    filled in as they are made, so that a failure still records what was sent. The excerpt
+    and the error are the receiver's text: storable whatever it sent (a NUL in a receiver's
+    answer must not stop the attempt log, and every delivery after it, on PostgreSQL)."""
+    status, excerpt, error, retry_after = await _attempt(http, endpoint, claim, headers)
+    return status, storable_or_none(excerpt), storable_or_none(error), retry_after
+
+
+async def _attempt(
+    http: aiohttp.ClientSession, endpoint: EndpointConfig, claim: Claim, headers: dict[str, str]
+) -> Outcome:
     body = formats.sent_body(
         claim.body, endpoint.format, claim.name, claim.part, claim.event_type, claim.payload
     )

@@ -1,0 +1,17 @@
+"""Text from third parties (a webhook receiver's answer, an SMS provider's error, an SMTP
+server's reply), made storable: PostgreSQL refuses U+0000 in text and JSON, and no driver
+encodes a lone surrogate. Each becomes U+FFFD, as undecodable bytes do."""
+
+from __future__ import annotations
+
+import re
+
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+
+
+def storable(text: str) -> str:
+    return _UNSTORABLE.sub("\ufffd", text)
+
+
+def storable_or_none(text: str | None) -> str | None:
+    return None if text is None else storable(text)
