@@ -40,6 +40,7 @@ from coverline.db.engine import Database
 from coverline.kit import ids
 from coverline.kit.aio import keep_stepping
 from coverline.kit.clock import Clock
+from coverline.kit.text import storable, storable_or_none
 from coverline.messaging.email import EmailError, Envelope, Mailer, SmtpConfig, compose
 from coverline.messaging.models import Message
 from coverline.messaging.service import FAILED, QUEUED, SENDING, SENT
@@ -368,9 +369,11 @@ class MessageDispatcher:
             base = {
                 "b_id": claim.id,
                 "b_provider": outcome.provider,
-                "b_provider_id": ",".join(outcome.provider_ids)[:500] or None,
+                # The provider's and SMTP server's text, storable whatever they sent: a NUL
+                # would fail this transaction on PostgreSQL, and the message be sent again.
+                "b_provider_id": storable(",".join(outcome.provider_ids))[:500] or None,
                 "b_parts": outcome.parts_sent,
-                "b_error": outcome.error,
+                "b_error": storable_or_none(outcome.error),
             }
             if outcome.succeeded:
                 sent.append(base)

@@ -216,7 +216,11 @@ class AfricasTalkingProvider:
         ) as response:
             body = await _json(response)
             if not 200 <= response.status < 300:
-                text_body = body if body is not None else (await response.text())[:200]
+                text_body = (
+                    body
+                    if body is not None
+                    else (await response.read())[:200].decode("utf-8", "replace")
+                )
                 raise SmsError(
                     f"Africa's Talking answered {response.status}: {text_body}",
                     permanent=not _retryable(response.status),

@@ -199,6 +199,8 @@ class SmsServer:
         form = {key: str(value) for key, value in (await request.post()).items()}
         self.requests.append(SmsRequest(request.path, dict(request.headers), form))
         status, body = self.script.popleft() if self.script else self.success(form)
+        if isinstance(body, bytes):  # not JSON, nor even UTF-8
+            return web.Response(body=body, status=status, content_type="text/plain")
         return web.json_response(body, status=status)
 
 

@@ -123,6 +123,44 @@ async def test_twilio_refusing_the_number_is_not_retried(
     assert len(twilio.requests) == 1
 
 
+async def test_a_providers_nul_is_stored_as_a_replacement_and_sends_once(
+    services: Services,
+    partner: PartnerFixture,
+    twilio: SmsServer,
+    twilio_dispatcher: MessageDispatcher,
+) -> None:
+    """PostgreSQL stores no U+0000: a provider's id or error with one is stored with U+FFFD
+    (the result used to fail to record, and the customer to get the SMS again and again)."""
+    await sms_partner(partner)
+    twilio.script.append((201, {"sid": "SM\u0000x", "status": "queued"}))
+    twilio.script.append((400, {"code": 21211, "message": "bad\u0000number"}))
+    sent = await sell(partner.sandbox, gadget_request(customer_email()))
+    refused = await sell(partner.sandbox, gadget_request(customer_email()))
+    (one,) = await wait_until(services, sent["id"], _final)
+    (other,) = await wait_until(services, refused["id"], _final)
+    assert (one.status, one.attempts, one.provider_message_id) == ("sent", 1, "SM\ufffdx")
+    assert (other.status, other.attempts) == ("failed", 1)
+    assert other.error == "Twilio answered 400 (error 21211): bad\ufffdnumber"
+    await asyncio.sleep(0.3)
+    assert len(twilio.requests) == 2
+
+
+async def test_an_answer_that_is_not_utf8_is_an_error_and_retried(
+    services: Services,
+    partner: PartnerFixture,
+    africastalking: SmsServer,
+    at_dispatcher: MessageDispatcher,
+) -> None:
+    await sms_partner(partner)
+    africastalking.script.append((500, b"down \xff\xfe"))
+    booking = await sell(partner.sandbox, gadget_request(customer_email()))
+    rows = await wait_until(services, booking["id"], _final)
+    assert (rows[0].status, rows[0].attempts) == ("sent", 2)
+    # The refused first part, then every part once.
+    parts = rows[0].provider_message_id.split(",")
+    assert len(africastalking.requests) == 1 + len(parts)
+
+
 async def test_twilio_uses_the_partners_sender_id(
     services: Services,
     partner: PartnerFixture,
