@@ -11,6 +11,14 @@ Format = Literal["xcover", "mycover"]
 Scheme = Literal["xcover", "mycover", "standard"]
 # Up to a Svix-length schedule: 8 retries, none later than a day after the previous one.
 RetrySchedule = list[float]
+# The column's length, which the URL must fit as it is stored (normalised, percent-encoded).
+MAX_URL = 2048
+
+
+def check_url_length(value: AnyHttpUrl | None) -> AnyHttpUrl | None:
+    if value is not None and len(str(value)) > MAX_URL:
+        raise ValueError(f"A URL of at most {MAX_URL} characters (percent-encoded).")
+    return value
 
 
 class EndpointIn(BaseModel):
@@ -38,6 +46,11 @@ class EndpointIn(BaseModel):
     def _schedule(cls, value: RetrySchedule | None) -> RetrySchedule | None:
         return check_schedule(value)
 
+    @field_validator("url")
+    @classmethod
+    def _url_length(cls, value: AnyHttpUrl | None) -> AnyHttpUrl | None:
+        return check_url_length(value)
+
 
 class EndpointPatch(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -56,6 +69,11 @@ class EndpointPatch(BaseModel):
     @classmethod
     def _schedule(cls, value: RetrySchedule | None) -> RetrySchedule | None:
         return check_schedule(value)
+
+    @field_validator("url")
+    @classmethod
+    def _url_length(cls, value: AnyHttpUrl | None) -> AnyHttpUrl | None:
+        return check_url_length(value)
 
 
 def check_schedule(schedule: RetrySchedule | None) -> RetrySchedule | None:

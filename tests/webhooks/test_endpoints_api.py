@@ -85,6 +85,9 @@ async def test_delivery_log_offset_past_any_database_integer_is_422(
         ({"url": "https://example.com", "retry_schedule": [1] * 9}, "retry_schedule"),
         ({"url": "https://example.com", "timeout_seconds": 60}, "timeout_seconds"),
         ({"url": "https://example.com", "colour": "red"}, "colour"),
+        # Longer than the column once stored (2,048), also only once percent-encoded.
+        ({"url": "https://example.com/" + "a" * 2100}, "url"),
+        ({"url": "https://example.com/" + "é" * 400}, "url"),
     ],
 )
 async def test_invalid_endpoints_are_refused(
@@ -96,6 +99,28 @@ async def test_invalid_endpoints_are_refused(
     assert list(response.json()["errors"]) == [errors]
     assert (await partner.sandbox.call("GET", "webhooks/")).json()["count"] == 0
     assert await partner_state(services, partner.id) == before
+
+
+async def test_a_url_too_long_is_refused_by_a_patch_too(
+    services: Services, partner: PartnerFixture
+) -> None:
+    created = await partner.sandbox.call("POST", "webhooks/", {"url": "https://example.com/"})
+    before = await partner_state(services, partner.id)
+    for url in ("https://example.com/" + "a" * 2100, "https://example.com/" + "é" * 400):
+        response = await partner.sandbox.call(
+            "PATCH", f"webhooks/{created.json()['id']}/", {"url": url}
+        )
+        assert (response.status_code, response.json()["errors"]) == (
+            422,
+            {"url": ["A URL of at most 2048 characters (percent-encoded)."]},
+        )
+    assert await partner_state(services, partner.id) == before
+    # At the limit, it is stored whole.
+    at_limit = "https://example.com/" + "a" * (2048 - len("https://example.com/"))
+    kept = await partner.sandbox.call(
+        "PATCH", f"webhooks/{created.json()['id']}/", {"url": at_limit}
+    )
+    assert (kept.status_code, kept.json()["url"]) == (200, at_limit)
 
 
 @pytest.mark.parametrize(
