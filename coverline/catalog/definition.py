@@ -93,7 +93,7 @@ _DURATION = re.compile(
 
 def parse_duration(text: str) -> relativedelta:
     """An ISO 8601 duration (`P30D`, `P1M`, `P1Y`, `PT12H`) as calendar-aware arithmetic."""
-    match = _DURATION.match(text)
+    match = _DURATION.fullmatch(text)
     if match is None:
         raise ValueError(f"{text!r} is not an ISO 8601 duration such as P30D, P1M or P1Y")
     parts = {name: int(value) for name, value in match.groupdict().items() if value}
@@ -487,7 +487,7 @@ _RFC3339 = re.compile(
 
 def parse_rfc3339(text: str) -> datetime:
     """An RFC 3339 date-time with its offset kept (`Z` becomes +00:00)."""
-    if not _RFC3339.match(text):
+    if not _RFC3339.fullmatch(text):
         raise ValueError(f"{text!r} is not an RFC 3339 date-time with a time zone offset")
     return dates.parse_rfc3339(text)
 

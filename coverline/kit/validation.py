@@ -25,7 +25,7 @@ def is_currency(code: str) -> bool:
 @cache
 def is_language(code: str) -> bool:
     """ISO 639-1 with an optional region: `en`, `en-us`, `pt-BR`."""
-    match = _LANGUAGE.match(code)
+    match = _LANGUAGE.fullmatch(code)
     if match is None:
         return False
     if pycountry.languages.get(alpha_2=match.group(1).lower()) is None:

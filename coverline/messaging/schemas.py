@@ -67,7 +67,7 @@ class SettingsFields(BaseModel):
     def _colour(cls, value: str | None) -> str | None:
         if value is None:
             return None
-        if not _COLOUR.match(value):
+        if not _COLOUR.fullmatch(value):
             raise ValueError("A colour is #RRGGBB, e.g. #1a56db.")
         return value.lower()
 
@@ -76,7 +76,7 @@ class SettingsFields(BaseModel):
     def _sms_sender(cls, value: str | None) -> str | None:
         if value is None:
             return None
-        if not _SMS_SENDER.match(value):
+        if not _SMS_SENDER.fullmatch(value):
             raise ValueError(
                 "An SMS sender is up to 11 letters, digits and spaces, or an E.164 number."
             )

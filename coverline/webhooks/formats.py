@@ -229,7 +229,7 @@ def _js_string(text: str) -> bytes:
 
 
 def _key_order(key: str) -> tuple[int, int]:
-    if _ARRAY_INDEX.match(key) and int(key) <= _MAX_ARRAY_INDEX:
+    if _ARRAY_INDEX.fullmatch(key) and int(key) <= _MAX_ARRAY_INDEX:
         return (0, int(key))
     return (1, 0)
 
@@ -257,7 +257,7 @@ def _javascript(value: Any) -> Any:
             # last one's value, as JSON.parse keeps a repeated key.
             value = {_utf16(key): item for key, item in value.items()}
         keys = list(value)
-        if any(_ARRAY_INDEX.match(key) for key in keys):
+        if any(_ARRAY_INDEX.fullmatch(key) for key in keys):
             keys.sort(key=_key_order)  # stable: the other keys keep their order
         if any(_SURROGATE.search(key) for key in keys):
             members = b",".join(

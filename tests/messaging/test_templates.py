@@ -325,17 +325,21 @@ async def test_settings_put_patch_and_validation(partner: PartnerFixture) -> Non
     replaced = await partner.live.call("PUT", "messaging/settings", {})
     assert replaced.json()["sms_sender"] is None and replaced.json()["enabled"] is True
 
-    refusals = {
-        "brand_colour": "blue",
-        "channels": ["email", "pigeon"],
-        "events": ["birthday"],
-        "reply_to": "not an address",
-        "support_url": "javascript:alert(1)",
-        "sender_name": "Evil\r\nBcc: victim@example.com",
-        "sms_sender": "ThisIsTooLongForAnSms",
-        "surprise": True,
-    }
-    for name, value in refusals.items():
+    refusals = [
+        ("brand_colour", "blue"),
+        # `$` matches before a final newline: the whole value is checked.
+        ("brand_colour", "#aabbcc\n"),
+        ("channels", ["email", "pigeon"]),
+        ("events", ["birthday"]),
+        ("reply_to", "not an address"),
+        ("support_url", "javascript:alert(1)"),
+        ("sender_name", "Evil\r\nBcc: victim@example.com"),
+        ("sms_sender", "ThisIsTooLongForAnSms"),
+        ("sms_sender", "ACME\n"),
+        ("sms_sender", "+12345678901234\n"),
+        ("surprise", True),
+    ]
+    for name, value in refusals:
         refused = await partner.live.call("PUT", "messaging/settings", {name: value})
         assert refused.status_code == 422, name
         assert name in refused.json()["errors"], refused.json()

@@ -136,6 +136,12 @@ BAD_REQUESTS: list[tuple[str, dict[str, Any] | bytes, int, dict[str, Any]]] = [
         {"policy_version": "Unexpected field"},
     ),
     (
+        "a language with a final newline",
+        quote_request(customer_language="en\n"),
+        422,
+        {"customer_language": ["'en\n' is not an ISO 639-1 language code (e.g. 'en' or 'en-us')."]},
+    ),
+    (
         "unknown currency",
         quote_request(currency="XYZ"),
         422,
