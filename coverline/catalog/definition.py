@@ -644,9 +644,10 @@ FieldsSchema = Annotated[
 
 
 class ProductDefinition(_Model):
-    policy_type: Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]*$", max_length=100)]
-    policy_type_version: Annotated[int, Field(ge=1)] = 1
-    policy_name: Text
+    # The lengths and range of the products table's columns.
+    policy_type: Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]*$", max_length=64)]
+    policy_type_version: Annotated[int, Field(ge=1, le=2**31 - 1)] = 1
+    policy_name: Annotated[str, Field(min_length=1, max_length=200)]
     policy_code: Text
     category: Text
     group_name: Text

@@ -504,3 +504,24 @@ def test_patterns_match_in_time_linear_in_the_text() -> None:
     assert list(validate_fields(definition, fields)) == ["extras"]
     fields["extras"] = {"x" * 100_000: 1}
     assert validate_fields(definition, fields) == {}
+
+
+@pytest.mark.parametrize(
+    ("override", "problem"),
+    [
+        ({"policy_type": "p" * 65}, "policy_type: String should have at most 64 characters"),
+        ({"policy_name": "n" * 201}, "policy_name: String should have at most 200 characters"),
+        (
+            {"policy_type_version": 2**31},
+            "policy_type_version: Input should be less than or equal to 2147483647",
+        ),
+        (
+            {"policy_type_version": 10**20},
+            "policy_type_version: Input should be less than or equal to 2147483647",
+        ),
+    ],
+)
+def test_names_and_versions_fit_the_catalogue_table(override: dict[str, Any], problem: str) -> None:
+    """What the products table cannot hold is a catalogue error on either database (it was a
+    500 on PostgreSQL, or stored on SQLite)."""
+    assert problem in catalog_error(document(minimal_product(**override)))
