@@ -160,7 +160,11 @@ async def sign_in(
     database: Database, *, email: str, password: str, now: datetime, session_hours: float
 ) -> OpenedSession | None:
     """A new session for the right e-mail and password of an unlocked account, else None."""
-    address = email.strip().lower()
+    # The address as it was stored: normalised (an IDN domain in Unicode, NFC) and lower case.
+    try:
+        address = normalised_email(email)
+    except ValidationFailed:
+        address = email.strip().lower()
     async with database.reading() as session:
         user = await session.scalar(select(DashboardUser).where(DashboardUser.email == address))
     if user is None:

@@ -87,6 +87,18 @@ async def test_a_wrong_password_and_an_unknown_email_get_the_same_answer(
         assert SIGN_IN_FAILED.split(",")[0] in response.text
 
 
+async def test_an_address_signs_in_as_it_was_written_when_created(
+    browser: Browser, partner: PartnerFixture, services: Services, settings: Settings
+) -> None:
+    """Creation stores an address normalised (an IDN domain in Unicode, NFC, lower case);
+    sign-in normalises what is typed the same way."""
+    user = await add_user(services, partner_id=partner.id, email="Ana@xn--exmple-cua.com")
+    assert user.email == "ana@exämple.com"
+    for typed in ("Ana@xn--exmple-cua.com", "ana@exa\u0308mple.com", " ANA@EXÄMPLE.COM "):
+        async with browser_for(settings, services) as fresh:
+            assert (await fresh.sign_in(typed)).status_code == 303, typed
+
+
 async def test_five_failures_lock_the_account_for_fifteen_minutes(
     browser: Browser, partner: PartnerFixture, services: Services
 ) -> None:
