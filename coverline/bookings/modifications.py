@@ -32,7 +32,7 @@ from coverline.catalog.service import Catalog
 from coverline.events.service import EventType
 from coverline.kit import ids
 from coverline.kit.dates import offset_minutes, parse_rfc3339, server_time, with_offset
-from coverline.kit.errors import Conflict, NotFound, ValidationFailed
+from coverline.kit.errors import NON_FIELD_ERRORS, Conflict, NotFound, ValidationFailed
 from coverline.kit.money import from_minor
 from coverline.quotes.models import Policyholder, Quote, QuotePackage
 from coverline.quotes.presenter import booked_quotes
@@ -319,7 +319,7 @@ async def quote_for_update(
         elif quote.id in schedules and new.price_minor != quote.price_minor:
             errors[str(index)] = {
                 "update_fields": {
-                    "non_field_errors": [
+                    NON_FIELD_ERRORS: [
                         f"Quote {quote.id} is paid by instalments; its price cannot change."
                     ]
                 }

@@ -39,11 +39,10 @@ from coverline.catalog.definition import (
     parse_rfc3339,
     split_item_path,
 )
-from coverline.kit.errors import ValidationFailed
+from coverline.kit.errors import NON_FIELD_ERRORS, ValidationFailed
 from coverline.kit.money import quantize
 
 UNEXPECTED_FIELD = "Unexpected field"
-NON_FIELD_ERRORS = "non_field_errors"
 
 # Generous precision: products of a few request values and rates never round here.
 _ARITHMETIC = Context(prec=60)

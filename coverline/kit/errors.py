@@ -12,6 +12,10 @@ from typing import Any
 ErrorDetail = dict[str, Any] | list[str]
 
 
+# The key of problems that belong to no one field (as Django REST framework names it).
+NON_FIELD_ERRORS = "non_field_errors"
+
+
 class CoverlineError(Exception):
     status_code = 500
     error_type = "api_error"

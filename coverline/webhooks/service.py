@@ -15,10 +15,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from coverline.db.engine import Database
 from coverline.db.prepared import Prepared
 from coverline.events.models import Event
-from coverline.kit.errors import NotFound, ValidationFailed
+from coverline.kit.errors import NON_FIELD_ERRORS, NotFound, ValidationFailed
 from coverline.kit.request_id import current_request_id
 from coverline.partners.crypto import SecretBox
-from coverline.partners.models import ApiCredential
+from coverline.partners.models import ApiCredential, Partner
 from coverline.webhooks import formats, signing
 from coverline.webhooks.models import (
     LIVE,
@@ -36,6 +36,8 @@ log = logging.getLogger("coverline.webhooks")
 ROTATION_OVERLAP = timedelta(hours=24)
 # The wake-up channel of the dispatchers; its payloads are endpoint ids.
 WAKE_CHANNEL = "coverline_webhooks"
+# Per partner and mode (Stripe allows 16 per account): a dashboard and a list stay small.
+MAX_ENDPOINTS = 100
 DEFAULT_SIGNATURE = {formats.XCOVER: signing.XCOVER, formats.MYCOVER: signing.MYCOVER}
 
 
@@ -98,6 +100,28 @@ async def create_endpoint(
     allow_private: bool,
 ) -> WebhookEndpoint:
     check_url(str(data.url), allow_private=allow_private)
+    # The partner's row, locked, serialises its creations: the count below stays true.
+    await session.execute(
+        select(Partner.id).where(Partner.id == scope.partner_id).with_for_update()
+    )
+    existing = await session.scalar(
+        select(func.count())
+        .select_from(WebhookEndpoint)
+        .where(
+            WebhookEndpoint.partner_id == scope.partner_id,
+            WebhookEndpoint.mode == scope.mode,
+            WebhookEndpoint.deleted_at.is_(None),
+        )
+    )
+    if (existing or 0) >= MAX_ENDPOINTS:
+        raise ValidationFailed(
+            errors={
+                NON_FIELD_ERRORS: [
+                    f"A partner has at most {MAX_ENDPOINTS} webhook endpoints in each mode; "
+                    "delete one first."
+                ]
+            }
+        )
     signature = data.signature or DEFAULT_SIGNATURE[data.format]
     endpoint = WebhookEndpoint(
         public_id="whe_" + secrets.token_hex(10),

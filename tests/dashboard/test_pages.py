@@ -16,6 +16,7 @@ from coverline.dashboard.models import DashboardUser
 from coverline.dashboard.views import bookings as bookings_view
 from coverline.partners.models import ApiCredential, Partner
 from coverline.runtime import Services
+from coverline.webhooks import service as webhooks_service
 from coverline.webhooks.dispatcher import Dispatcher
 from coverline.webhooks.models import WebhookDelivery, WebhookEndpoint
 from tests.conftest import PartnerFixture
@@ -308,6 +309,21 @@ async def test_a_long_timeline_shows_its_latest_part(
     whole = await signed_in.browser.get(signed_in.url(f"bookings/{booking['id']}"))
     assert whole.text.count('class="kind-event"') == 3
     assert "events are shown" not in whole.text
+
+
+async def test_the_endpoint_bound_is_shown_on_the_webhooks_page(
+    signed_in: SignedIn, services: Services, monkeypatch: Any
+) -> None:
+    monkeypatch.setattr(webhooks_service, "MAX_ENDPOINTS", 1)
+    url = signed_in.url("webhooks")
+    first = await signed_in.browser.post(url, {"enabled": "on", "url": "https://a.example/in"})
+    assert first.status_code == 303
+    second = await signed_in.browser.post(url, {"enabled": "on", "url": "https://b.example/in"})
+    assert second.status_code == 422
+    assert "A partner has at most 1 webhook endpoints in each mode; delete one first." in (
+        second.text
+    )
+    assert len(await endpoints_of(services, signed_in.partner.id)) == 1
 
 
 async def test_overview_charts_bookings_premium_and_webhook_health(

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from coverline.runtime import Services
+from coverline.webhooks import service
 from coverline.webhooks.dispatcher import Dispatcher
 from tests.conftest import PartnerFixture, partner_state
 from tests.fixtures.payloads import instant_booking_request
@@ -225,3 +226,33 @@ async def test_redeliver_and_recover(
         {"since": (datetime.now(UTC) + timedelta(hours=1)).isoformat()},
     )
     assert future.json() == {"recovered": 0}
+
+
+async def test_endpoints_per_partner_and_mode_are_bounded(
+    services: Services, partner: PartnerFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """At most MAX_ENDPOINTS (100; 2 here) in each mode: a list, a dashboard and the health
+    queries over them stay small. A deleted one makes room."""
+    monkeypatch.setattr(service, "MAX_ENDPOINTS", 2)
+    made = [
+        (await partner.sandbox.call("POST", "webhooks/", {"url": f"https://example.com/{i}"}))
+        for i in range(2)
+    ]
+    assert [response.status_code for response in made] == [201, 201]
+    before = await partner_state(services, partner.id)
+    third = await partner.sandbox.call("POST", "webhooks/", {"url": "https://example.com/3"})
+    assert (third.status_code, third.json()["errors"]) == (
+        422,
+        {
+            "non_field_errors": [
+                "A partner has at most 2 webhook endpoints in each mode; delete one first."
+            ]
+        },
+    )
+    assert await partner_state(services, partner.id) == before
+    live = await partner.live.call("POST", "webhooks/", {"url": "https://example.com/live"})
+    assert live.status_code == 201
+    deleted = await partner.sandbox.call("DELETE", f"webhooks/{made[0].json()['id']}/")
+    assert deleted.status_code == 204
+    again = await partner.sandbox.call("POST", "webhooks/", {"url": "https://example.com/3"})
+    assert again.status_code == 201
