@@ -11,6 +11,7 @@ from typing import Annotated, Any
 import typer
 
 from coverline.config import Settings, get_settings
+from coverline.kit.text import storable
 
 app = typer.Typer(help="Coverline: embedded-insurance platform.", no_args_is_help=True)
 partner_app = typer.Typer(help="Partners and their API keys.", no_args_is_help=True)
@@ -436,6 +437,9 @@ def user_create(
     in; otherwise a one-time password is printed, to be changed at the first sign-in."""
     from coverline.kit.errors import CoverlineError
 
+    if operator and partner is not None:
+        _fail("A user is an operator (--operator) or a partner's (--partner), not both.")
+        return
     password = ""
     if sys.stdin is not None and not sys.stdin.isatty():
         piped = sys.stdin.read()
@@ -493,6 +497,16 @@ def _operator_message(exc: BaseException) -> str | None:
 
 
 def main() -> None:
+    # An argument in no UTF-8 (read with surrogate escapes) or with a NUL is no name, code or
+    # key any database takes: said as such, not as a failure of the database.
+    for argument in sys.argv[1:]:
+        if storable(argument) != argument:
+            typer.secho(
+                f"coverline: the argument {argument!r} is not UTF-8 text without NUL.",
+                fg=typer.colors.RED,
+                err=True,
+            )
+            raise SystemExit(1)
     try:
         app()
     except Exception as exc:

@@ -64,7 +64,8 @@ async def create_partner(
         raise ValidationFailed(errors={"name": [f"At most {NAME_LENGTH} characters."]})
     if code is None:
         code = await _free_code(session)
-    code = code.upper()
+    # ASCII only before it is upper-cased: "ﬃ12".upper() is "FFI12".
+    code = code.upper() if code.isascii() else code
     if not PARTNER_CODE.fullmatch(code):
         raise ValidationFailed(
             errors={"code": ["A partner code is 5 upper-case letters or digits."]}

@@ -395,6 +395,32 @@ def test_a_wrong_setting_or_database_is_one_clear_line(
     assert (fresh / "coverline.db").exists()
 
 
+async def test_arguments_that_are_no_text_are_refused_as_such(server: CoverlineServer) -> None:
+    """An argument in no UTF-8, or with a NUL, is named in one line (it was blamed on the
+    database); a code that is ASCII only once upper-cased, and an operator with a partner,
+    are refused; nothing is created."""
+    before = await table_counts(server)
+    for args in (
+        ["partner", "create", "--name", "bad\udcffname", "--json"],
+        ["partner", "rotate-key", "--code", "\udcff"],
+        ["user", "create", "--email", "a@example.com", "--partner", "\udcff"],
+    ):
+        result = await server.arun_cli(args)
+        assert result.returncode == 1, result.stdout
+        assert "Traceback" not in result.stderr and "database" not in result.stderr
+        assert result.stderr.strip().startswith("coverline: the argument "), result.stderr
+        assert result.stderr.strip().endswith("is not UTF-8 text without NUL."), result.stderr
+    ligature = await server.arun_cli(["partner", "create", "--name", "X", "--code", "ﬃ12"])
+    assert ligature.returncode == 1
+    assert '{"code": ["A partner code is 5 upper-case letters or digits."]}' in ligature.stderr
+    both = await server.arun_cli(
+        ["user", "create", "--email", "b@example.com", "--operator", "--partner", "ABCDE"]
+    )
+    assert both.returncode == 1
+    assert "an operator (--operator) or a partner's (--partner), not both" in both.stderr
+    assert await table_counts(server) == before
+
+
 async def test_partner_codes_and_names_are_checked_whole(server: CoverlineServer) -> None:
     before = await table_counts(server)
     for args, message in (
