@@ -8,6 +8,7 @@ from collections.abc import Callable
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from sqlalchemy.exc import SQLAlchemyError
 from starlette.exceptions import HTTPException
 from starlette.responses import Response
 
@@ -22,6 +23,7 @@ from coverline.dashboard.views import (
     webhooks,
 )
 from coverline.dashboard.web import SecurityHeaders, SignInRequired, error_page, sign_in_redirect
+from coverline.db.engine import database_unreachable
 from coverline.kit.errors import CoverlineError
 from coverline.runtime import Services
 
@@ -50,6 +52,20 @@ def create_dashboard(services: Callable[[], Services]) -> FastAPI:
         if exc.status_code == 404:
             return error_page(404, "There is no such page.")
         return error_page(exc.status_code, exc.message)
+
+    # Handled here, not left to the API's handlers: a sub-application's unexpected error is
+    # re-raised once its page is sent, and the API's database handler would then find the
+    # response started (and the connection be dropped).
+    @dashboard.exception_handler(SQLAlchemyError)
+    @dashboard.exception_handler(OSError)
+    async def database_error(request: Request, exc: Exception) -> Response:
+        if database_unreachable(exc):
+            log.warning("database unreachable on %s: %s", request.url.path, exc)
+            response = error_page(503, "The database is briefly out of reach; try again.")
+            response.headers["Retry-After"] = "1"
+            return response
+        log.error("dashboard error on %s", request.url.path, exc_info=exc)
+        return error_page(500, "The page could not be shown. The error is logged.")
 
     @dashboard.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception) -> Response:

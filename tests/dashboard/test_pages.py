@@ -311,6 +311,26 @@ async def test_a_long_timeline_shows_its_latest_part(
     assert "events are shown" not in whole.text
 
 
+async def test_a_database_error_on_a_page_is_a_500_page(
+    signed_in: SignedIn, monkeypatch: Any
+) -> None:
+    """The dashboard answers a database error itself: it used to be re-raised into the API's
+    handler after the page was sent (a RuntimeError, and the connection dropped)."""
+    from sqlalchemy.exc import DataError
+
+    from coverline.dashboard import repository
+
+    async def failing(*args: Any, **kwargs: Any) -> Any:
+        raise DataError("SELECT 1", {}, ValueError("value too long"))
+
+    booking = await book(signed_in.partner)
+    monkeypatch.setattr(repository, "booking_events", failing)
+    page = await signed_in.browser.get(signed_in.url(f"bookings/{booking['id']}"))
+    assert page.status_code == 500
+    assert "The page could not be shown. The error is logged." in page.text
+    assert page.headers["x-frame-options"] == "DENY"
+
+
 async def test_the_endpoint_bound_is_shown_on_the_webhooks_page(
     signed_in: SignedIn, services: Services, monkeypatch: Any
 ) -> None:
