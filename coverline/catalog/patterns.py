@@ -1,5 +1,5 @@
-"""The regular expressions of products' field schemas (`pattern`, `patternProperties`),
-matched by RE2 in time linear in the text.
+"""The regular expressions of products' field schemas (`pattern`), matched by RE2 in time
+linear in the text.
 
 The text comes from a partner's request; Python's `re` backtracks, and a pattern with nested
 repetition (`^(a+)+$`) takes seconds for 25 characters and hours for 40, holding the event
