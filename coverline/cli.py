@@ -11,7 +11,7 @@ from typing import Annotated, Any
 import typer
 
 from coverline.config import Settings, get_settings
-from coverline.kit.text import storable
+from coverline.kit.text import is_storable
 
 app = typer.Typer(help="Coverline: embedded-insurance platform.", no_args_is_help=True)
 partner_app = typer.Typer(help="Partners and their API keys.", no_args_is_help=True)
@@ -500,7 +500,7 @@ def main() -> None:
     # An argument in no UTF-8 (read with surrogate escapes) or with a NUL is no name, code or
     # key any database takes: said as such, not as a failure of the database.
     for argument in sys.argv[1:]:
-        if storable(argument) != argument:
+        if not is_storable(argument):
             typer.secho(
                 f"coverline: the argument {argument!r} is not UTF-8 text without NUL.",
                 fg=typer.colors.RED,

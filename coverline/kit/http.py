@@ -4,7 +4,6 @@ the error responses every partner operation documents."""
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Callable, Coroutine
 from enum import Enum
 from typing import Any
@@ -18,6 +17,7 @@ from starlette.responses import JSONResponse as StarletteJSONResponse
 from starlette.responses import Response
 
 from coverline.kit.errors import BadRequest, CoverlineError, ValidationFailed
+from coverline.kit.text import is_storable
 
 # The largest `offset` a list accepts: past it no database integer holds `offset + limit`.
 MAX_OFFSET = 2**31 - 1
@@ -238,12 +238,11 @@ def translate_validation_error(exc: RequestValidationError) -> CoverlineError:
 
 UNSTORABLE_TEXT = "Text in the request must be UTF-8 without U+0000 (NUL) or unpaired surrogates."
 ENCODED_BODY = "Request bodies are not accepted with a Content-Encoding (send them uncompressed)."
-_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
 
 
 def _storable(value: Any) -> bool:
     if isinstance(value, str):
-        return _UNSTORABLE.search(value) is None
+        return is_storable(value)
     if isinstance(value, dict):
         return all(_storable(k) and _storable(v) for k, v in value.items())
     if isinstance(value, list):

@@ -9,7 +9,12 @@ import re
 _UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
 
 
+def is_storable(text: str) -> bool:
+    return _UNSTORABLE.search(text) is None
+
+
 def storable(text: str) -> str:
+    """`text` with U+FFFD for each character no database stores (`text` itself when none)."""
     return _UNSTORABLE.sub("\ufffd", text)
 
 

@@ -1,9 +1,9 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, AnyHttpUrl, BaseModel, ConfigDict, Field, field_validator
 
 from coverline.kit.http import ResponseBody
 
@@ -15,16 +15,19 @@ RetrySchedule = list[float]
 MAX_URL = 2048
 
 
-def check_url_length(value: AnyHttpUrl | None) -> AnyHttpUrl | None:
-    if value is not None and len(str(value)) > MAX_URL:
+def _fits(value: AnyHttpUrl) -> AnyHttpUrl:
+    if len(str(value)) > MAX_URL:
         raise ValueError(f"A URL of at most {MAX_URL} characters (percent-encoded).")
     return value
+
+
+WebhookUrl = Annotated[AnyHttpUrl, AfterValidator(_fits)]
 
 
 class EndpointIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    url: AnyHttpUrl
+    url: WebhookUrl
     description: str | None = Field(default=None, max_length=300)
     enabled: bool = True
     events: list[str] | None = Field(default=None, description="Event names; null for all.")
@@ -46,16 +49,11 @@ class EndpointIn(BaseModel):
     def _schedule(cls, value: RetrySchedule | None) -> RetrySchedule | None:
         return check_schedule(value)
 
-    @field_validator("url")
-    @classmethod
-    def _url_length(cls, value: AnyHttpUrl | None) -> AnyHttpUrl | None:
-        return check_url_length(value)
-
 
 class EndpointPatch(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    url: AnyHttpUrl | None = None
+    url: WebhookUrl | None = None
     description: str | None = Field(default=None, max_length=300)
     enabled: bool | None = None
     events: list[str] | None = None
@@ -69,11 +67,6 @@ class EndpointPatch(BaseModel):
     @classmethod
     def _schedule(cls, value: RetrySchedule | None) -> RetrySchedule | None:
         return check_schedule(value)
-
-    @field_validator("url")
-    @classmethod
-    def _url_length(cls, value: AnyHttpUrl | None) -> AnyHttpUrl | None:
-        return check_url_length(value)
 
 
 def check_schedule(schedule: RetrySchedule | None) -> RetrySchedule | None:
